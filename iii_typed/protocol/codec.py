@@ -1,0 +1,95 @@
+"""The only place where protocol frames become bytes and bytes become frames (protocol.md §1.2).
+
+Frames travel as one JSON object per WebSocket text message. :func:`decode` validates a message
+against the discriminated union of every frame model (unknown extra fields are ignored, as the
+real engine does; a missing required field, an unknown ``type`` or malformed JSON raises
+:class:`~iii_typed.errors.FrameDecodeError`). :func:`encode` writes compact UTF-8 JSON containing
+exactly the fields that were set on the model: a field explicitly set to ``None`` is written as
+``null`` (``data``, ``result``), an unset optional field is omitted.
+
+Sans-I/O: this module imports no networking or event-loop code.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..errors import FrameDecodeError
+from .frames import MAX_MESSAGE_BYTES, Frame, FrameModel
+
+__all__ = ["decode", "encode", "encode_json_value", "peek_type"]
+
+_FRAME_ADAPTER: TypeAdapter[FrameModel] = TypeAdapter(Frame)
+_VALUE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+def encode(frame: FrameModel) -> bytes:
+    """Serialise ``frame`` to compact UTF-8 JSON bytes (send them as a text message).
+
+    Values inside ``data``/``result``/``metadata`` may be pydantic models, dataclasses, UUIDs,
+    datetimes, sets…: they are written in pydantic's JSON mode.
+
+    Raises:
+        pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
+    """
+    return frame.__pydantic_serializer__.to_json(frame, exclude_unset=True, by_alias=True)
+
+
+def encode_json_value(value: Any) -> bytes:
+    """Serialise an arbitrary value the way frame payloads are serialised (pydantic JSON mode)."""
+    return _VALUE_ADAPTER.dump_json(value, by_alias=True)
+
+
+def decode(message: bytes | bytearray | memoryview | str) -> FrameModel:
+    """Parse one WebSocket message into a frame model.
+
+    Args:
+        message: The message payload, text or bytes (UTF-8 JSON).
+
+    Returns:
+        The frame, an instance of one of the :data:`~iii_typed.protocol.frames.Frame` members.
+
+    Raises:
+        FrameDecodeError: ``reason`` is ``"size"`` over 64 MiB, ``"json"`` for malformed JSON or
+            a non-object, ``"type"`` for a missing/unknown ``type``, ``"fields"`` for missing or
+            wrongly typed fields. The message names the offending field.
+    """
+    size = len(message)
+    if size > MAX_MESSAGE_BYTES:
+        raise FrameDecodeError("size", f"message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+    if isinstance(message, memoryview):
+        message = bytes(message)
+    try:
+        return _FRAME_ADAPTER.validate_json(message)
+    except ValidationError as exc:
+        raise _classify(message, exc) from None
+
+
+def peek_type(message: bytes | bytearray | str) -> str | None:
+    """Return the ``type`` of a JSON object message without validating it (``None`` if unreadable)."""
+    try:
+        obj = json.loads(message)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = obj.get("type") if isinstance(obj, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _classify(message: bytes | bytearray | str, exc: ValidationError) -> FrameDecodeError:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0] if errors else {"type": "unknown", "loc": (), "msg": str(exc)}
+    kind = first.get("type", "")
+    if kind.startswith("json") or not first.get("loc"):
+        return FrameDecodeError("json", f"not a JSON object: {first.get('msg', '')}")
+    if kind in ("union_tag_not_found", "union_tag_invalid"):
+        frame_type = peek_type(message)
+        what = "missing 'type'" if frame_type is None else f"unknown frame type {frame_type!r}"
+        return FrameDecodeError("type", what, frame_type)
+    frame_type = peek_type(message)
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc'][1:]) or '<frame>'}: {e['msg']}" for e in errors[:5]
+    )
+    return FrameDecodeError("fields", f"invalid {frame_type or 'frame'} frame: {detail}", frame_type)
