@@ -25,9 +25,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iii-typed`` console script; returns the process exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="iii-typed", description="Typed Python SDK for the iii engine.")
-    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="; ".join(
-        f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())
-    ))
+    parser.add_argument(
+        "command",
+        choices=sorted(SUBCOMMANDS),
+        help="; ".join(f"{name}: {text}" for name, (_, text) in sorted(SUBCOMMANDS.items())),
+    )
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if args else 2

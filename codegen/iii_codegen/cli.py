@@ -87,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iii-typed codegen", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     proto = sub.add_parser("protocol", help="regenerate the protocol models from schema/")
-    proto.add_argument("--check", action="store_true", help="fail (exit 1) if regeneration would change files")
+    proto.add_argument(
+        "--check", action="store_true", help="fail (exit 1) if regeneration would change files"
+    )
     proto.set_defaults(func=_cmd_protocol)
     for add in _EXTRA:
         add(sub)

@@ -128,13 +128,9 @@ def _header(bundle: Bundle, digest: str) -> str:
 
 def generate_bundle(bundle: Bundle, root: Path | None = None) -> str:
     """Return the generated module source for ``bundle`` (nothing is written)."""
-    from datamodel_code_generator import (
-        DataModelType,
-        Formatter,
-        InputFileType,
-        PythonVersion,
-        generate,
-    )
+    from datamodel_code_generator import InputFileType, LiteralType, PythonVersion, generate
+    from datamodel_code_generator.enums import DataModelType
+    from datamodel_code_generator.format import Formatter
 
     folder = (root or schema_root()) / bundle.folder
     document, digest = bundle_schema(folder)
@@ -150,13 +146,14 @@ def generate_bundle(bundle: Bundle, root: Path | None = None) -> str:
         use_union_operator=True,
         use_schema_description=True,
         use_field_description=True,
-        enum_field_as_literal="all",
+        enum_field_as_literal=LiteralType.All,
         strict_nullable=True,
         use_type_alias=True,
         treat_dot_as_module=False,
         keep_model_order=True,
         skip_root_model=True,
         formatters=[Formatter.BUILTIN],
+        builtin_format_line_length=110,
         custom_file_header=_header(bundle, digest),
     )
     if not isinstance(source, str):  # pragma: no cover - single-module input always gives str

@@ -81,13 +81,13 @@ def peek_type(message: bytes | bytearray | str) -> str | None:
 def _classify(message: bytes | bytearray | str, exc: ValidationError) -> FrameDecodeError:
     errors = exc.errors(include_url=False, include_input=False)
     first = errors[0] if errors else {"type": "unknown", "loc": (), "msg": str(exc)}
-    kind = first.get("type", "")
-    if kind.startswith("json") or not first.get("loc"):
-        return FrameDecodeError("json", f"not a JSON object: {first.get('msg', '')}")
+    kind = str(first.get("type", ""))
     if kind in ("union_tag_not_found", "union_tag_invalid"):
         frame_type = peek_type(message)
         what = "missing 'type'" if frame_type is None else f"unknown frame type {frame_type!r}"
         return FrameDecodeError("type", what, frame_type)
+    if kind.startswith("json") or not first.get("loc"):
+        return FrameDecodeError("json", f"not a JSON object: {first.get('msg', '')}")
     frame_type = peek_type(message)
     detail = "; ".join(
         f"{'.'.join(str(p) for p in e['loc'][1:]) or '<frame>'}: {e['msg']}" for e in errors[:5]

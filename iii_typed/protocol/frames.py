@@ -42,10 +42,10 @@ from ._generated.frames import (
 __all__ = [
     "DEFAULT_NAMESPACE",
     "MAX_MESSAGE_BYTES",
-    "FrameModel",
     "ErrorBody",
     "ErrorFrame",
     "Frame",
+    "FrameModel",
     "HttpAuth",
     "HttpAuthApiKey",
     "HttpAuthBearer",
