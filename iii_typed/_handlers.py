@@ -1,0 +1,246 @@
+"""Running a function handler for an incoming ``invokefunction`` (protocol.md §4.2-§4.8).
+
+A :class:`HandlerSpec` is computed once at registration: sync or async, whether the first
+parameter is a pydantic model (typed handler: the payload is validated into it), and whether the
+handler takes the ``metadata`` sidecar. :func:`run_sync` and :func:`run_async` call the handler
+in an :class:`~iii_typed.context.InvocationContext` and return the encoded ``invocationresult``
+frame (or ``None`` when the engine sent no ``invocation_id``).
+
+:func:`transform_incoming_payload` is the single seam through which every incoming payload
+passes before it reaches a handler (channel references are resolved there by a later layer).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
+
+from . import context as _context
+from ._wire import encode_frame, too_large_error
+from .formats import first_parameter_annotation
+from .protocol.frames import MAX_MESSAGE_BYTES, ErrorBody, InvocationResult, InvokeFunction
+
+__all__ = [
+    "HandlerSpec",
+    "build_error_result",
+    "invocation_context",
+    "run_async",
+    "run_sync",
+    "transform_incoming_payload",
+    "validation_message",
+]
+
+log = logging.getLogger("iii_typed")
+
+CALLER_KEY = "_caller_worker_id"
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """How to call one registered handler.
+
+    Attributes:
+        function_id: The function id it serves.
+        fn: The user's callable.
+        is_async: ``True`` for coroutine functions (run on the SDK loop), else run on a thread.
+        model: The pydantic model of the first parameter (typed handler), or ``None``.
+        metadata: How the metadata sidecar is passed: ``"positional"`` (second positional
+            parameter named ``metadata``), ``"keyword"``, or ``None`` (not passed).
+    """
+
+    function_id: str
+    fn: Callable[..., Any]
+    is_async: bool
+    model: type[BaseModel] | None
+    metadata: Literal["positional", "keyword"] | None
+
+    @classmethod
+    def of(cls, function_id: str, fn: Callable[..., Any]) -> HandlerSpec:
+        """Inspect ``fn`` (raises ``TypeError`` when it is not callable)."""
+        if not callable(fn):
+            raise TypeError(f"handler of {function_id!r} must be callable, not {type(fn).__name__}")
+        call = fn if inspect.isroutine(fn) or isinstance(fn, type) else getattr(fn, "__call__", fn)  # noqa: B004
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
+        present, annotation = first_parameter_annotation(fn)
+        model = (
+            annotation
+            if present and isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else None
+        )
+        return cls(function_id, fn, is_async, model, _metadata_mode(fn))
+
+
+def _metadata_mode(fn: Callable[..., Any]) -> Literal["positional", "keyword"] | None:
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    for index, param in enumerate(params):
+        if param.name != "metadata":
+            continue
+        if param.kind is inspect.Parameter.KEYWORD_ONLY:
+            return "keyword"
+        if param.kind is inspect.Parameter.POSITIONAL_ONLY:
+            return "positional" if index == 1 else None
+        if param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            return "positional" if index == 1 else "keyword"
+    return None
+
+
+def transform_incoming_payload(data: Any) -> Any:
+    """The seam every incoming payload passes through before validation and the handler call.
+
+    Today it returns ``data`` unchanged; the channels layer replaces channel refs here.
+    """
+    return data
+
+
+def validation_message(model: type[BaseModel], exc: ValidationError) -> str:
+    """``validation failed for <Model>: <loc>: <msg>; …`` (decisions "Errors")."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in error.get("loc", ())) or "<root>"
+        parts.append(f"{loc}: {error.get('msg', '')}")
+    return f"validation failed for {model.__name__}: " + "; ".join(parts)
+
+
+class _HandlerInputError(Exception):
+    """The payload does not validate against a typed handler's model."""
+
+
+def invocation_context(frame: InvokeFunction) -> _context.InvocationContext:
+    """The :class:`~iii_typed.context.InvocationContext` for an incoming call."""
+    data = frame.data
+    caller = data.get(CALLER_KEY) if isinstance(data, dict) else None
+    return _context.InvocationContext(
+        function_id=frame.function_id,
+        invocation_id=str(frame.invocation_id) if frame.invocation_id is not None else None,
+        metadata=frame.metadata,
+        traceparent=frame.traceparent,
+        baggage=frame.baggage,
+        caller_worker_id=caller if isinstance(caller, str) else None,
+    )
+
+
+def _arguments(spec: HandlerSpec, data: Any, metadata: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if spec.model is not None:
+        if isinstance(data, dict) and CALLER_KEY in data and CALLER_KEY not in spec.model.model_fields:
+            data = {k: v for k, v in data.items() if k != CALLER_KEY}
+        try:
+            data = spec.model.model_validate(data)
+        except ValidationError as exc:
+            raise _HandlerInputError(validation_message(spec.model, exc)) from None
+    if spec.metadata == "positional":
+        return (data, metadata), {}
+    if spec.metadata == "keyword":
+        return (data,), {"metadata": metadata}
+    return (data,), {}
+
+
+def build_error_result(
+    function_id: str, invocation_id: UUID, code: str, message: str, stacktrace: str | None = None
+) -> bytes:
+    """An ``invocationresult`` frame carrying ``error`` (protocol.md §2.9)."""
+    error = ErrorBody(code=code, message=message)
+    if stacktrace is not None:
+        error.stacktrace = stacktrace
+    return encode_frame(
+        InvocationResult(
+            type="invocationresult", invocation_id=invocation_id, function_id=function_id, error=error
+        )
+    )
+
+
+def _exception_message(exc: BaseException) -> str:
+    if isinstance(exc, Exception):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"  # KeyboardInterrupt, SystemExit: keep the kind visible
+
+
+def _result_frame(function_id: str, invocation_id: UUID, value: Any) -> bytes:
+    frame = InvocationResult(
+        type="invocationresult", invocation_id=invocation_id, function_id=function_id, result=value
+    )
+    try:
+        data = encode_frame(frame)
+    except (PydanticSerializationError, ValueError, TypeError) as exc:
+        return build_error_result(
+            function_id,
+            invocation_id,
+            "invocation_failed",
+            f"result of {function_id!r} is not JSON-serialisable: {exc}",
+        )
+    if len(data) > MAX_MESSAGE_BYTES:
+        err = too_large_error(len(data), f"the result of {function_id!r}", function_id)
+        return build_error_result(function_id, invocation_id, err.code, err.message)
+    return data
+
+
+def _failure_frame(spec: HandlerSpec, frame: InvokeFunction, exc: BaseException) -> bytes | None:
+    if isinstance(exc, _HandlerInputError):
+        log.warning("invocation of %r refused: %s", spec.function_id, exc)
+        if frame.invocation_id is None:
+            return None
+        return build_error_result(spec.function_id, frame.invocation_id, "invocation_failed", str(exc))
+    log.error("handler of %r raised %s", spec.function_id, type(exc).__name__, exc_info=exc)
+    if frame.invocation_id is None:
+        return None
+    stack = "".join(traceback.format_exception(exc))
+    return build_error_result(
+        spec.function_id, frame.invocation_id, "invocation_failed", _exception_message(exc), stack
+    )
+
+
+def run_sync(
+    spec: HandlerSpec, frame: InvokeFunction, data: Any, await_on_loop: Callable[[Any], Any]
+) -> bytes | None:
+    """Run a sync handler on the current (handler) thread.
+
+    Args:
+        spec: The handler.
+        frame: The incoming ``invokefunction``.
+        data: The transformed payload.
+        await_on_loop: Runs an awaitable on the SDK loop and returns its result (used when a
+            "sync" callable returns an awaitable).
+
+    Returns:
+        The encoded ``invocationresult``, or ``None`` when no result is wanted.
+    """
+    token = _context._enter(invocation_context(frame))
+    try:
+        args, kwargs = _arguments(spec, data, frame.metadata)
+        value = spec.fn(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await_on_loop(value)
+    except BaseException as exc:
+        return _failure_frame(spec, frame, exc)
+    finally:
+        _context._leave(token)
+    if frame.invocation_id is None:
+        return None
+    return _result_frame(spec.function_id, frame.invocation_id, value)
+
+
+async def run_async(spec: HandlerSpec, frame: InvokeFunction, data: Any) -> bytes | None:
+    """Run an async handler on the SDK loop; same contract as :func:`run_sync`."""
+    token = _context._enter(invocation_context(frame))
+    try:
+        args, kwargs = _arguments(spec, data, frame.metadata)
+        value = spec.fn(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+    except Exception as exc:
+        return _failure_frame(spec, frame, exc)
+    finally:
+        _context._leave(token)
+    if frame.invocation_id is None:
+        return None
+    return _result_frame(spec.function_id, frame.invocation_id, value)

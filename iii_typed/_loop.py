@@ -1,0 +1,239 @@
+"""The client's private event-loop thread and the threads that run sync handlers (sdk.md §2.1).
+
+* :class:`LoopThread` runs one asyncio loop (uvloop when installed, unless ``III_TYPED_LOOP=asyncio``)
+  on a daemon thread. Sync API methods submit coroutines to it and wait; doing that *on* the loop
+  thread would deadlock, so :meth:`LoopThread.run_sync` refuses with ``RuntimeError``.
+* :class:`HandlerThreads` runs sync handlers, each on a thread of its own: idle threads are reused,
+  and a new thread is started whenever none is idle, so a handler that blocks (for example in a
+  nested synchronous ``trigger()``) never starves another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, Final, TypeVar
+
+__all__ = ["HandlerThreads", "LoopThread", "new_event_loop"]
+
+log = logging.getLogger("iii_typed")
+
+T = TypeVar("T")
+
+_ids = itertools.count(1)
+
+#: Message of the error raised when a blocking SDK method is called on the SDK's own loop thread.
+ON_LOOP_MESSAGE: Final = (
+    "{name}() is a blocking method and cannot be called on the iii SDK's event-loop thread "
+    "(from an async handler or a connection-state listener); use the async twin instead "
+    "(e.g. `await iii.trigger_async(...)`) or a sync handler"
+)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A new event loop: uvloop when importable and ``III_TYPED_LOOP`` is not ``asyncio``."""
+    choice = os.environ.get("III_TYPED_LOOP", "auto").strip().lower()
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise
+        else:
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return loop
+    return asyncio.new_event_loop()
+
+
+class LoopThread:
+    """An event loop running forever on a dedicated daemon thread.
+
+    Args:
+        name: Thread name prefix.
+    """
+
+    def __init__(self, name: str = "iii-loop") -> None:
+        self.loop = new_event_loop()
+        self._ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"{name}-{next(_ids)}", daemon=True)
+        self.thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            try:
+                pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            except Exception:  # pragma: no cover - best effort at teardown
+                log.debug("error while draining the SDK loop", exc_info=True)
+            finally:
+                self.loop.close()
+
+    def on_loop_thread(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.current_thread() is self.thread
+
+    def is_running(self) -> bool:
+        """Whether the loop still accepts work."""
+        return self.thread.is_alive() and not self.loop.is_closed()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        """Schedule ``coro`` on the loop from any thread; return a concurrent future."""
+        if not self.is_running():
+            coro.close()
+            raise RuntimeError("the iii client is shut down")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run_sync(self, coro: Coroutine[Any, Any, T], name: str) -> T:
+        """Run ``coro`` on the loop and block the calling thread until it finishes.
+
+        Raises:
+            RuntimeError: called on the loop thread itself (it would deadlock), or after shutdown.
+        """
+        if self.on_loop_thread():
+            coro.close()
+            raise RuntimeError(ON_LOOP_MESSAGE.format(name=name))
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()
+            raise
+
+    async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the SDK loop from any event loop (hopping over when needed)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - only reachable from sync code
+            running = None
+        if running is self.loop:
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Schedule ``callback(*args)`` on the loop from any thread (ignored after shutdown)."""
+        try:
+            self.loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # loop closed
+            log.debug("dropped a callback scheduled after shutdown")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop, let it cancel what is left, and join its thread (not from the loop thread)."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        except RuntimeError:
+            return
+        if not self.on_loop_thread():
+            self.thread.join(timeout)
+
+
+class HandlerThreads:
+    """Runs callables each on a thread of its own, reusing idle threads (an unbounded pool).
+
+    Args:
+        name: Thread name prefix.
+        idle_timeout: Seconds an idle thread waits for work before it exits.
+    """
+
+    def __init__(self, name: str = "iii-handler", idle_timeout: float = 30.0) -> None:
+        self._name = name
+        self._idle_timeout = idle_timeout
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._threads: set[threading.Thread] = set()
+        self._idle_threads: set[threading.Thread] = set()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (with a copy of the caller's context) on an idle or a new thread.
+
+        Raises:
+            RuntimeError: after :meth:`shutdown`.
+        """
+        ctx = contextvars.copy_context()
+
+        def run() -> None:
+            ctx.run(fn)
+
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the iii client is shut down")
+            if self._idle > 0:
+                self._idle -= 1
+                self._tasks.put(run)
+                return
+            thread = threading.Thread(
+                target=self._work, args=(run,), name=f"{self._name}-{next(_ids)}", daemon=True
+            )
+            self._threads.add(thread)
+        thread.start()
+
+    def _work(self, task: Callable[[], None] | None) -> None:
+        try:
+            while task is not None:
+                try:
+                    task()
+                except BaseException:  # pragma: no cover - tasks handle their own errors
+                    log.exception("unexpected error in a handler thread")
+                me = threading.current_thread()
+                with self._lock:
+                    if self._closed:
+                        return
+                    self._idle += 1
+                    self._idle_threads.add(me)
+                try:
+                    task = self._tasks.get(timeout=self._idle_timeout)
+                except queue.Empty:
+                    with self._lock:
+                        try:
+                            task = self._tasks.get_nowait()  # reserved for us in the meantime
+                        except queue.Empty:
+                            self._idle -= 1
+                            return
+                finally:
+                    with self._lock:
+                        self._idle_threads.discard(me)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads alive now (busy or idle)."""
+        with self._lock:
+            return list(self._threads)
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Refuse new work and stop the idle threads (joined up to ``timeout`` s); busy handlers
+        finish on their own and their threads exit afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = self._idle
+            self._idle = 0
+            idle_threads = list(self._idle_threads)
+        for _ in range(idle):
+            self._tasks.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in idle_threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))

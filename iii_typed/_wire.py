@@ -1,0 +1,142 @@
+"""Client-side wire helpers: frame bytes, payload checks and fragmentation (protocol.md §1.2-§1.4).
+
+Frames are encoded with the codec's rule (only the fields that were set are written, compact
+UTF-8 JSON). Values inside ``data``/``result``/``metadata`` are written in pydantic JSON mode with
+aliases and *all* their fields: a pydantic model in a payload keeps its default-valued fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+
+from .errors import InvocationError
+from .protocol import codec
+from .protocol.frames import MAX_MESSAGE_BYTES, FrameModel
+
+__all__ = [
+    "FRAGMENT_BYTES",
+    "SINGLE_FRAME_BYTES",
+    "check_size",
+    "encode_frame",
+    "find_unserialisable",
+    "fragments",
+    "too_large_error",
+]
+
+#: Messages larger than this are sent as a fragmented text message (protocol.md §1.3: the real
+#: engine's frame limit is 16 MiB).
+SINGLE_FRAME_BYTES: Final = 16 * 1024 * 1024
+
+#: Size of each fragment of a large message.
+FRAGMENT_BYTES: Final = 1024 * 1024
+
+
+def encode_frame(frame: FrameModel) -> bytes:
+    """Compact UTF-8 JSON of ``frame`` with the codec's rule: only the fields that were set.
+
+    The rule applies to the frame and to its nested protocol models (``error``, ``action``,
+    ``invocation``…). Values of the free-form fields (``data``, ``result``, ``metadata``,
+    ``config``, formats) are written whole in pydantic JSON mode by alias, so a pydantic model in
+    a payload keeps its default-valued fields (``codec.encode``'s ``exclude_unset`` would drop
+    them). For plain JSON values the bytes equal ``codec.encode(frame)``.
+
+    Raises:
+        pydantic_core.PydanticSerializationError: a value has no JSON representation.
+    """
+    return frame.__pydantic_serializer__.to_json(frame, include=_include(frame), by_alias=True)
+
+
+def _free_form_fields(cls: type[BaseModel]) -> frozenset[str]:
+    cached = _FREE_FORM.get(cls)
+    if cached is None:
+        cached = frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if info.annotation is Any or info.annotation == (Any | None)
+        )
+        _FREE_FORM[cls] = cached
+    return cached
+
+
+_FREE_FORM: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _include(model: BaseModel) -> dict[str, Any]:
+    free = _free_form_fields(type(model))
+    include: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if name not in free and isinstance(value, BaseModel):
+            include[name] = _include(value)
+        else:
+            include[name] = True
+    return include
+
+
+def too_large_error(size: int, what: str, function_id: str | None = None) -> InvocationError:
+    """The ``payload_too_large`` error for a message of ``size`` bytes (decisions "Size")."""
+    return InvocationError(
+        "payload_too_large",
+        f"{what} is {size} bytes, over the 64 MiB message limit ({MAX_MESSAGE_BYTES} bytes); "
+        "send large data through a channel (iii.create_channel()) and pass its ref instead",
+        function_id=function_id,
+    )
+
+
+def check_size(data: bytes, what: str, function_id: str | None = None) -> bytes:
+    """Return ``data`` unchanged, or raise ``payload_too_large`` when it exceeds 64 MiB."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise too_large_error(len(data), what, function_id)
+    return data
+
+
+def fragments(data: bytes, size: int = FRAGMENT_BYTES) -> Iterator[bytes]:
+    """Split UTF-8 ``data`` into chunks of at most ``size`` bytes, never inside a code point."""
+    view = memoryview(data)
+    start = 0
+    total = len(data)
+    while start < total:
+        end = min(start + size, total)
+        while end < total and end > start and (data[end] & 0xC0) == 0x80:
+            end -= 1  # back off from a UTF-8 continuation byte
+        yield bytes(view[start:end])
+        start = end
+
+
+def find_unserialisable(value: Any, path: str = "payload") -> str:
+    """Describe the first part of ``value`` that has no JSON representation, e.g.
+    ``payload['items'][2] (socket)``. Used to build a clear ``TypeError``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return f"{path} key {key!r} ({type(key).__name__})"
+            found = find_unserialisable(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return ""
+    if isinstance(value, list | tuple | set | frozenset):
+        for index, item in enumerate(value):
+            found = find_unserialisable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = find_unserialisable(getattr(value, name, None), f"{path}.{name}")
+            if found:
+                return found
+        return ""
+    try:
+        codec.encode_json_value(value)
+    except (PydanticSerializationError, ValueError, TypeError):
+        return f"{path} ({type(value).__name__}: {_short_repr(value)})"
+    return ""
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
