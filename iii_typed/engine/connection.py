@@ -1,0 +1,190 @@
+"""Per-connection state of a worker socket on ``/`` (protocol.md §3).
+
+A :class:`WorkerConnection` holds what the engine knows about one live worker: its ids, its
+namespace state (pending until ``engine::workers::register`` or the grace timer, §3.4), what it
+registered, the invocations it is executing, and the metadata it reported (§3.3).
+
+Outbound flow control: :meth:`WorkerConnection.send` writes the frame into the socket's write
+buffer and waits while more than :data:`OUTBOUND_HIGH_WATER` bytes are unsent to that worker
+(backpressure). Only the producer sending to a slow worker waits — the reader task of the calling
+connection, or an engine task — so other connections keep flowing. A message larger than the
+bound is still written whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unicodedata
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
+
+from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from ..protocol.frames import FrameModel
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "OUTBOUND_HIGH_WATER",
+    "OUTBOUND_LOW_WATER",
+    "Pending",
+    "WorkerConnection",
+    "sanitize_text",
+]
+
+#: Unsent bytes per connection above which producers wait (the outbound bound).
+OUTBOUND_HIGH_WATER: Final = 1024 * 1024
+#: Producers resume when the unsent bytes fall below this.
+OUTBOUND_LOW_WATER: Final = 256 * 1024
+#: Longest worker name/description kept (protocol.md §3.3).
+MAX_TEXT_CHARS: Final = 280
+
+_BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def sanitize_text(value: str | None, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """Clean a worker name or description as the real engine does (protocol.md §3.3).
+
+    Control characters (Unicode category ``Cc``) and bidirectional overrides/isolates are
+    removed, surrounding whitespace is trimmed, and the text is cut to ``limit`` characters.
+
+    Returns:
+        The cleaned text, or ``None`` when nothing is left (or ``value`` is ``None``).
+    """
+    if value is None:
+        return None
+    cleaned = "".join(
+        ch for ch in value if ch not in _BIDI_CONTROLS and unicodedata.category(ch) != "Cc"
+    ).strip()
+    if len(cleaned) > limit:
+        cleaned = cleaned[:limit].rstrip()
+    return cleaned or None
+
+
+class Pending:
+    """An invocation a worker is executing, waiting for its ``invocationresult`` (protocol.md §4.2).
+
+    Attributes:
+        caller: The connection to answer, or ``None`` (void call, or engine-originated).
+        function_id: The invoked function (echoed in the answer).
+        traceparent: The request's trace context, echoed to the caller.
+        baggage: The request's baggage, echoed to the caller.
+        future: Completed with the result for engine-originated calls, else ``None``.
+    """
+
+    __slots__ = ("baggage", "caller", "function_id", "future", "traceparent")
+
+    def __init__(
+        self,
+        caller: WorkerConnection | None,
+        function_id: str,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+        future: asyncio.Future[Any] | None = None,
+    ) -> None:
+        self.caller = caller
+        self.function_id = function_id
+        self.traceparent = traceparent
+        self.baggage = baggage
+        self.future = future
+
+
+class WorkerConnection:
+    """One worker socket on ``/`` and everything the engine tracks for it.
+
+    Attributes:
+        ws: The WebSocket connection.
+        id: ``worker_id`` (uuid4 string) sent in ``workerregistered``.
+        reattach_token: Token a reconnecting worker presents in ``reattach`` (uuid4 string).
+        ip_address: Peer address.
+        connected_at_ms: Connection time, Unix milliseconds.
+        namespace: The connection's namespace, or ``None`` while pending (§3.4).
+        buffer: Registration frames received while the namespace is pending.
+        draining: Set while the buffer is being applied (new registrations queue behind it).
+        grace_handle: Timer that fixes the namespace to ``default`` after the grace period.
+        closing: Set when cleanup starts; the connection no longer owns anything.
+        functions: ``(namespace, function_id)`` keys this connection owns.
+        trigger_ids: Ids of the bindings this connection registered.
+        trigger_types: ``(namespace, type_id)`` keys this connection provides.
+        services: ``(namespace, service_id)`` keys of ``registerservice`` frames.
+        executing: Invocations this worker is executing, by invocation id.
+        name_lease: The ``(namespace, name)`` this connection holds, if any.
+        info: Metadata reported through ``engine::workers::register`` (name, runtime, version,
+            os, pid, isolation, telemetry, features, description).
+        registered: Whether ``engine::workers::register`` was processed.
+    """
+
+    __slots__ = (
+        "buffer",
+        "closing",
+        "connected_at_ms",
+        "draining",
+        "executing",
+        "functions",
+        "grace_handle",
+        "id",
+        "info",
+        "ip_address",
+        "name_lease",
+        "namespace",
+        "reattach_token",
+        "registered",
+        "services",
+        "trigger_ids",
+        "trigger_types",
+        "ws",
+    )
+
+    def __init__(self, ws: ServerConnection, worker_id: str, reattach_token: str) -> None:
+        self.ws = ws
+        self.id = worker_id
+        self.reattach_token = reattach_token
+        remote = ws.remote_address
+        self.ip_address: str | None = str(remote[0]) if remote else None
+        self.connected_at_ms = int(time.time() * 1000)
+        self.namespace: str | None = None
+        self.buffer: list[FrameModel] = []
+        self.draining = False
+        self.grace_handle: asyncio.TimerHandle | None = None
+        self.closing = False
+        self.functions: set[tuple[str, str]] = set()
+        self.trigger_ids: set[str] = set()
+        self.trigger_types: set[tuple[str, str]] = set()
+        self.services: set[tuple[str, str]] = set()
+        self.executing: dict[UUID, Pending] = {}
+        self.name_lease: tuple[str, str] | None = None
+        self.info: dict[str, Any] = {}
+        self.registered = False
+
+    @property
+    def name(self) -> str | None:
+        """The worker name reported by ``engine::workers::register`` (sanitised), if any."""
+        value = self.info.get("name")
+        return value if isinstance(value, str) else None
+
+    @property
+    def live(self) -> bool:
+        """Whether the connection is open and not being cleaned up."""
+        return not self.closing and self.ws.protocol.state is State.OPEN
+
+    async def send(self, message: bytes) -> bool:
+        """Send one encoded frame as a text message, waiting while the outbound bound is exceeded.
+
+        Returns:
+            ``False`` when the connection is closed or closing (nothing was sent), else ``True``.
+        """
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN:
+            return False
+        try:
+            await ws.send(message, text=True)
+        except ConnectionClosed:
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"<WorkerConnection {self.id} name={self.name!r} ns={self.namespace!r}>"

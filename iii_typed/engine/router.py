@@ -1,0 +1,928 @@
+"""The engine core: the worker protocol on ``/`` and the services built-in workers use.
+
+:class:`Router` receives each message a worker sends (protocol.md §2, §3, §4) and
+
+* decodes it strictly with the protocol codec — a frame with an unknown ``type``, a missing
+  required field (``data``, ``config``, ``description``…) or a bad UUID is dropped with one
+  WARNING, like the real engine does (§12 item 2, §12b item 2); the connection stays open;
+* routes ``invokefunction`` on the envelope by ``(namespace or "default", function_id)``: the
+  decoded frame is forwarded with its ``data`` untouched except for ``_caller_worker_id``
+  injected into object payloads (§4.3) — no payload validation on the routing path (perf.md §6);
+* buffers registrations until ``engine::workers::register`` fixes the connection's namespace, or
+  the grace timer (``III_NAMESPACE_GRACE_MS``, default 5 s) falls back to ``default`` (§3.4);
+* enforces one live owner per ``(namespace, function_id)`` and per ``(namespace, worker name)``
+  (§3.5), honours ``reattach`` (§2.12, cases.md B03) and cleans up on disconnect (§3.6).
+
+It also implements :class:`~iii_typed.engine.builtins.base.EngineServices`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID, uuid4
+
+from pydantic_core import PydanticSerializationError
+
+from ..errors import FrameDecodeError, InvocationError, error_from_body
+from ..protocol import codec
+from ..protocol.frames import (
+    DEFAULT_NAMESPACE,
+    MAX_MESSAGE_BYTES,
+    ErrorBody,
+    FrameModel,
+    InvocationResult,
+    InvokeFunction,
+    Ping,
+    Pong,
+    Reattach,
+    RegisterFunction,
+    RegisterService,
+    RegisterTrigger,
+    RegisterTriggerType,
+    RegistrationRejected,
+    TriggerRegistrationResult,
+    UnregisterFunction,
+    UnregisterTrigger,
+    UnregisterTriggerType,
+    WorkerRegistered,
+)
+from .builtins.base import (
+    JSON_NULL,
+    BuiltinError,
+    BuiltinWorker,
+    CallContext,
+    HealthComponent,
+    HttpFunctionInvoker,
+    TelemetrySink,
+    TriggerBinding,
+    WebSocketRoute,
+    parse_input,
+)
+from .connection import Pending, WorkerConnection, sanitize_text
+from .functions import FunctionEntry, FunctionRegistry
+from .triggers import INVALID_NAMESPACE_MESSAGE, TriggerRegistry
+
+if TYPE_CHECKING:
+    from websockets.asyncio.server import ServerConnection
+
+    from ..protocol._generated.engine import WorkersRegisterInput
+    from .config import EngineConfig
+
+__all__ = ["ENQUEUE_FUNCTION", "NO_QUEUE_PROVIDER_MESSAGE", "TELEMETRY_PREFIXES", "Router"]
+
+log = logging.getLogger("iii_typed.engine")
+
+#: Binary frames with these 4-byte prefixes are telemetry, on ``/`` and ``/otel`` (§1.2, §8).
+TELEMETRY_PREFIXES: Final = frozenset({b"OTLP", b"MTRC", b"LOGS"})
+#: The provider every ``enqueue`` action routes through (§4.1).
+ENQUEUE_FUNCTION: Final = "engine::queue::enqueue"
+#: The real engine's ``enqueue_error`` message when no queue provider is installed (§4.1).
+NO_QUEUE_PROVIDER_MESSAGE: Final = (
+    "No queue provider is installed. `TriggerAction::Enqueue` routes through the "
+    "`engine::queue::enqueue` provider, which the standalone queue worker registers. "
+    "Add it with `iii worker add queue`. (underlying: Function engine::queue::enqueue not found "
+    "in namespace default)"
+)
+_STOPPED: Final = "Invocation stopped"
+_REATTACH_WAIT: Final = 5.0
+_UNSET: Any = object()
+_REGISTRATIONS: Final = (
+    RegisterFunction,
+    UnregisterFunction,
+    RegisterTriggerType,
+    UnregisterTriggerType,
+    RegisterTrigger,
+    UnregisterTrigger,
+    RegisterService,
+)
+
+
+class Router:
+    """The worker-protocol core and the built-in services (see the module docstring).
+
+    Args:
+        config: The engine configuration.
+        version: Engine version reported by ``engine::health::check`` and for built-ins.
+
+    Attributes:
+        workers: Every connection by worker id (until its cleanup has finished).
+        functions: The function registry.
+        triggers: The trigger-type registry.
+        builtin_workers: The running built-in workers, in start order.
+        started_at_ms: Engine start, Unix milliseconds.
+    """
+
+    def __init__(self, config: EngineConfig, version: str) -> None:
+        self._config = config
+        self.version = version
+        self.workers: dict[str, WorkerConnection] = {}
+        self.functions = FunctionRegistry()
+        self.triggers = TriggerRegistry(self)
+        self.builtin_workers: list[BuiltinWorker] = []
+        self.names: dict[tuple[str, str], WorkerConnection] = {}
+        self.started_at_ms = int(time.time() * 1000)
+        self.stopping = False
+        self.advertised: dict[str, str] = {}
+        self.ws_routes: list[WebSocketRoute] = []
+        self.health_probes: dict[str, Callable[[], HealthComponent]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._telemetry_sink: TelemetrySink | None = None
+        self._http_invoker: HttpFunctionInvoker | None = None
+        self._disconnect_callbacks: list[Callable[[str], None]] = []
+        self._grace = config.namespace_grace_ms / 1000.0
+        self._debug = log.isEnabledFor(logging.DEBUG)
+        self._handlers: dict[type[Any], Callable[[WorkerConnection, Any], Coroutine[Any, Any, None]]] = {
+            InvokeFunction: self._on_invoke,
+            InvocationResult: self._on_result,
+            Ping: self._on_ping,
+            Reattach: self._on_reattach,
+            TriggerRegistrationResult: self._on_trigger_result,
+        }
+        for kind in _REGISTRATIONS:
+            self._handlers[kind] = self._on_registration
+        self._apply: dict[type[Any], Callable[[WorkerConnection, Any], Coroutine[Any, Any, None]]] = {
+            RegisterFunction: self._register_function,
+            UnregisterFunction: self._unregister_function,
+            RegisterTriggerType: self._register_trigger_type,
+            UnregisterTriggerType: self._unregister_trigger_type,
+            RegisterTrigger: self._register_trigger,
+            UnregisterTrigger: self._unregister_trigger,
+            RegisterService: self._register_service,
+        }
+
+    # ======================================================================================
+    # Built-in workers
+    # ======================================================================================
+    def install(self, worker: BuiltinWorker) -> None:
+        """Add a built-in worker's functions and trigger types (before :meth:`BuiltinWorker.start`)."""
+        for function in worker.functions():
+            self.functions.add_builtin(
+                FunctionEntry(
+                    id=function.id,
+                    namespace=DEFAULT_NAMESPACE,
+                    description=function.description,
+                    request_format=function.request_format,
+                    response_format=function.response_format,
+                    metadata=function.metadata,
+                    builtin=function,
+                    builtin_worker=worker.name,
+                )
+            )
+        for trigger_type in worker.trigger_types():
+            self.triggers.add_builtin_type(trigger_type, worker.name)
+        self.builtin_workers.append(worker)
+
+    # ======================================================================================
+    # Connection lifecycle
+    # ======================================================================================
+    async def connected(self, ws: ServerConnection) -> WorkerConnection:
+        """A worker socket was upgraded on ``/`` (§3.1): send ``workerregistered``, fire the event."""
+        conn = WorkerConnection(ws, str(uuid4()), str(uuid4()))
+        self.workers[conn.id] = conn
+        conn.grace_handle = asyncio.get_running_loop().call_later(self._grace, self._grace_expired, conn)
+        frame = WorkerRegistered(
+            type="workerregistered", worker_id=conn.id, reattach_token=conn.reattach_token
+        )
+        await conn.send(codec.encode(frame))
+        log.info("worker %s connected from %s", conn.id, conn.ip_address)
+        self._workers_available("worker_connected", conn.id)
+        return conn
+
+    async def disconnected(self, conn: WorkerConnection) -> None:
+        """The socket's read loop ended: run the cleanup of §3.6 (once)."""
+        await self._cleanup(conn)
+
+    async def _cleanup(self, conn: WorkerConnection) -> None:
+        if conn.closing:
+            return
+        conn.closing = True
+        if conn.grace_handle is not None:
+            conn.grace_handle.cancel()
+            conn.grace_handle = None
+        conn.buffer.clear()
+        for key in list(conn.functions):
+            self.functions.remove(key, conn)
+        conn.functions.clear()
+        executing = list(conn.executing.items())
+        conn.executing.clear()
+        for invocation_id, pending in executing:
+            self._stop_pending(invocation_id, pending)
+        try:
+            await self.triggers.owner_gone(conn)
+            await self.triggers.provider_gone(conn)
+        except Exception:
+            log.exception("trigger cleanup of worker %s failed", conn.id)
+        conn.services.clear()
+        lease = conn.name_lease
+        if lease is not None and self.names.get(lease) is conn:
+            del self.names[lease]
+        conn.name_lease = None
+        for callback in self._disconnect_callbacks:
+            try:
+                callback(conn.id)
+            except Exception:
+                log.exception("disconnect callback failed for worker %s", conn.id)
+        if self.workers.get(conn.id) is conn:
+            del self.workers[conn.id]
+        log.info("worker %s (%s) disconnected", conn.id, conn.name or "unnamed")
+        if not self.stopping:
+            self._workers_available("worker_disconnected", conn.id)
+
+    def _stop_pending(self, invocation_id: UUID, pending: Pending) -> None:
+        """Answer ``invocation_stopped`` for an invocation whose callee went away (§3.6)."""
+        future = pending.future
+        if future is not None:
+            if not future.done():
+                future.set_exception(
+                    InvocationError("invocation_stopped", _STOPPED, function_id=pending.function_id)
+                )
+            return
+        caller = pending.caller
+        if caller is None or not caller.live:
+            return
+        frame = InvocationResult(
+            type="invocationresult",
+            invocation_id=invocation_id,
+            function_id=pending.function_id,
+            error=ErrorBody(code="invocation_stopped", message=_STOPPED),
+        )
+        self._echo_trace(frame, pending.traceparent, pending.baggage)
+        self.spawn(caller.send(codec.encode(frame)), name="invocation-stopped")
+
+    def _grace_expired(self, conn: WorkerConnection) -> None:
+        conn.grace_handle = None
+        if conn.namespace is not None or conn.closing:
+            return
+        log.warning(
+            "worker %s did not call engine::workers::register within %d ms; its registrations go to "
+            "namespace 'default'",
+            conn.id,
+            self._config.namespace_grace_ms,
+        )
+        self.spawn(self.set_namespace(conn, DEFAULT_NAMESPACE), name="namespace-grace")
+
+    async def set_namespace(self, conn: WorkerConnection, namespace: str) -> None:
+        """Fix a pending connection namespace and apply its buffered registrations in order."""
+        if conn.namespace is not None:
+            return
+        if conn.grace_handle is not None:
+            conn.grace_handle.cancel()
+            conn.grace_handle = None
+        conn.namespace = namespace
+        conn.draining = True
+        try:
+            while conn.buffer and not conn.closing:
+                frame = conn.buffer.pop(0)
+                try:
+                    await self._apply[type(frame)](conn, frame)
+                except Exception:
+                    log.exception("applying buffered %s from worker %s failed", frame.type, conn.id)
+        finally:
+            conn.draining = False
+
+    # ======================================================================================
+    # Inbound messages
+    # ======================================================================================
+    async def handle(self, conn: WorkerConnection, message: bytes) -> None:
+        """Process one message received on ``/`` (text or binary)."""
+        if message[:4] in TELEMETRY_PREFIXES:
+            self.telemetry(message)
+            return
+        if not message or message.isspace():
+            return
+        if len(message) > MAX_MESSAGE_BYTES:
+            log.warning(
+                "dropped a %d-byte message from worker %s: over the %d-byte limit (the real engine "
+                "closes the connection here)",
+                len(message),
+                conn.id,
+                MAX_MESSAGE_BYTES,
+            )
+            return
+        try:
+            frame = codec.decode(message)
+        except FrameDecodeError as exc:
+            log.warning("dropped a frame from worker %s: %s (the real iii engine drops it too)", conn.id, exc)
+            return
+        if self._debug:
+            log.debug("← %s %s", conn.id, frame.type)
+        handler = self._handlers.get(type(frame))
+        if handler is not None:
+            await handler(conn, frame)
+
+    def telemetry(self, message: bytes) -> None:
+        """A binary telemetry frame (``OTLP``/``MTRC``/``LOGS`` prefix) from ``/`` or ``/otel``."""
+        sink = self._telemetry_sink
+        if sink is None:
+            if self._debug:
+                log.debug(
+                    "telemetry frame %r of %d bytes dropped (no telemetry sink)", message[:4], len(message)
+                )
+            return
+        try:
+            sink(bytes(message[:4]), bytes(message[4:]))
+        except Exception:
+            log.exception("telemetry sink failed")
+
+    async def _on_ping(self, conn: WorkerConnection, frame: Ping) -> None:
+        await conn.send(codec.encode(Pong(type="pong")))
+
+    async def _on_registration(self, conn: WorkerConnection, frame: FrameModel) -> None:
+        if conn.namespace is None or conn.draining:
+            conn.buffer.append(frame)
+            return
+        await self._apply[type(frame)](conn, frame)
+
+    # -- invocations -----------------------------------------------------------------------
+    async def _on_invoke(self, conn: WorkerConnection, frame: InvokeFunction) -> None:
+        namespace = frame.namespace
+        if namespace is None:
+            namespace = DEFAULT_NAMESPACE
+        elif not namespace.strip():
+            if frame.invocation_id is not None:
+                await self._reply_error(conn, frame, "INVALID_NAMESPACE", INVALID_NAMESPACE_MESSAGE)
+            return
+        action = frame.action
+        invocation_id = frame.invocation_id
+        if action is not None:
+            if action.type == "enqueue":
+                self.spawn(self._enqueue(conn, frame, namespace, action.queue), name="enqueue")
+                return
+            invocation_id = None  # void: nothing goes back to the caller (§4.1)
+        data = frame.data
+        if type(data) is dict:
+            data["_caller_worker_id"] = conn.id
+        function_id = frame.function_id
+        entry = self.functions.lookup(namespace, function_id)
+        if entry is None:
+            if invocation_id is not None:
+                await self._reply_error(
+                    conn, frame, "function_not_found", self._not_found_message(function_id, namespace)
+                )
+            return
+        callee = entry.owner
+        if callee is None or entry.invocation is not None:
+            self.spawn(self._serve_in_process(conn, entry, frame, invocation_id), name=function_id)
+            return
+        if invocation_id is None:
+            frame.invocation_id = invocation_id = uuid4()
+            caller: WorkerConnection | None = None
+        else:
+            caller = conn
+        callee.executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
+        fields = frame.__pydantic_fields_set__
+        fields.discard("action")
+        fields.discard("namespace")
+        if not await callee.send(codec.encode(frame)):
+            pending = callee.executing.pop(invocation_id, None)
+            if pending is not None and caller is not None:
+                await self._reply_error(conn, frame, "invocation_stopped", _STOPPED)
+
+    async def _on_result(self, conn: WorkerConnection, frame: InvocationResult) -> None:
+        pending = conn.executing.pop(frame.invocation_id, None)
+        if pending is None:
+            if self._debug:
+                log.debug(
+                    "invocationresult for unknown invocation %s from %s dropped", frame.invocation_id, conn.id
+                )
+            return
+        future = pending.future
+        if future is not None:
+            if not future.done():
+                if frame.error is not None:
+                    future.set_exception(error_from_body(frame.error, function_id=pending.function_id))
+                else:
+                    future.set_result(frame.result)
+            return
+        caller = pending.caller
+        if caller is None:
+            return  # void call: the result is consumed and dropped
+        fields = frame.__pydantic_fields_set__
+        if frame.error is not None or frame.result is None:
+            fields.discard("result")
+        if frame.error is None:
+            fields.discard("error")
+        if pending.traceparent is None:
+            fields.discard("traceparent")
+        else:
+            frame.traceparent = pending.traceparent
+        if pending.baggage is None:
+            fields.discard("baggage")
+        else:
+            frame.baggage = pending.baggage
+        if frame.function_id != pending.function_id:
+            frame.function_id = pending.function_id
+        await caller.send(codec.encode(frame))
+
+    async def _reply_error(
+        self, conn: WorkerConnection, frame: InvokeFunction, code: str, message: str
+    ) -> None:
+        invocation_id = frame.invocation_id
+        if invocation_id is None:
+            return
+        result = InvocationResult(
+            type="invocationresult",
+            invocation_id=invocation_id,
+            function_id=frame.function_id,
+            error=ErrorBody(code=code, message=message),
+        )
+        self._echo_trace(result, frame.traceparent, frame.baggage)
+        await conn.send(codec.encode(result))
+
+    @staticmethod
+    def _echo_trace(result: InvocationResult, traceparent: str | None, baggage: str | None) -> None:
+        if traceparent is not None:
+            result.traceparent = traceparent
+        if baggage is not None:
+            result.baggage = baggage
+
+    def _not_found_message(self, function_id: str, namespace: str) -> str:
+        message = f"Function {function_id} not found in namespace {namespace}."
+        elsewhere = [ns for ns in self.functions.namespaces_of(function_id) if ns != namespace]
+        if elsewhere:
+            message += f" It is registered in namespace(s): {', '.join(elsewhere)}."
+        return message
+
+    async def _serve_in_process(
+        self,
+        conn: WorkerConnection,
+        entry: FunctionEntry,
+        frame: InvokeFunction,
+        invocation_id: UUID | None,
+    ) -> None:
+        """Run a built-in (or HTTP-invoked) function for a worker and answer it."""
+        error: ErrorBody | None = None
+        value: Any = None
+        try:
+            value = await self._call_in_process(
+                entry,
+                frame.data,
+                CallContext(
+                    function_id=frame.function_id,
+                    invocation_id=str(invocation_id) if invocation_id is not None else None,
+                    caller_worker_id=conn.id,
+                    metadata=frame.metadata,
+                    traceparent=frame.traceparent,
+                    baggage=frame.baggage,
+                    services=self,
+                ),
+            )
+        except BuiltinError as exc:
+            error = ErrorBody(code=exc.code, message=exc.message)
+        except InvocationError as exc:
+            error = ErrorBody(code=exc.code, message=exc.message)
+        except Exception as exc:
+            log.exception("built-in function %s failed", frame.function_id)
+            error = ErrorBody(code="invocation_failed", message=str(exc) or type(exc).__name__)
+        if invocation_id is None:
+            return
+        result = InvocationResult(
+            type="invocationresult", invocation_id=invocation_id, function_id=frame.function_id
+        )
+        if error is not None:
+            result.error = error
+        elif value is JSON_NULL:
+            result.result = None
+        elif value is not None:
+            result.result = value
+        self._echo_trace(result, frame.traceparent, frame.baggage)
+        try:
+            message = codec.encode(result)
+        except PydanticSerializationError as exc:
+            failed = InvocationResult(
+                type="invocationresult",
+                invocation_id=invocation_id,
+                function_id=frame.function_id,
+                error=ErrorBody(code="serialization_error", message=str(exc)),
+            )
+            message = codec.encode(failed)
+        await conn.send(message)
+
+    async def _call_in_process(self, entry: FunctionEntry, data: Any, ctx: CallContext) -> Any:
+        builtin = entry.builtin
+        if builtin is not None:
+            return await builtin.handler(parse_input(builtin, data), ctx)
+        invoker = self._http_invoker
+        if entry.invocation is None or invoker is None:
+            raise InvocationError(
+                "function_not_found", f"Function {entry.id} not found in namespace {entry.namespace}"
+            )
+        return await invoker({**entry.invocation, "function_id": entry.id}, data, ctx.metadata)
+
+    async def _enqueue(
+        self, conn: WorkerConnection, frame: InvokeFunction, namespace: str, queue: str
+    ) -> None:
+        """The ``enqueue`` action (§4.1): hand the call to ``engine::queue::enqueue``."""
+        if self.functions.lookup(DEFAULT_NAMESPACE, ENQUEUE_FUNCTION) is None:
+            await self._reply_error(conn, frame, "enqueue_error", NO_QUEUE_PROVIDER_MESSAGE)
+            return
+        receipt = str(uuid4())
+        payload: dict[str, Any] = {
+            "baggage": frame.baggage,
+            "data": frame.data,
+            "function_id": frame.function_id,
+            "messageReceiptId": receipt,
+            "queue": queue,
+            "traceparent": frame.traceparent,
+        }
+        if namespace != DEFAULT_NAMESPACE:
+            payload["namespace"] = namespace
+        try:
+            await self.invoke(ENQUEUE_FUNCTION, payload)
+        except InvocationError as exc:
+            await self._reply_error(conn, frame, "enqueue_error", exc.message)
+            return
+        if frame.invocation_id is None:
+            return
+        result = InvocationResult(
+            type="invocationresult",
+            invocation_id=frame.invocation_id,
+            function_id=frame.function_id,
+            result={"messageReceiptId": receipt},
+        )
+        self._echo_trace(result, frame.traceparent, frame.baggage)
+        await conn.send(codec.encode(result))
+
+    # -- reattach / trigger results ----------------------------------------------------------
+    async def _on_reattach(self, conn: WorkerConnection, frame: Reattach) -> None:
+        previous = frame.previous_worker_id
+        try:
+            UUID(previous)
+        except ValueError:
+            log.warning("reattach from worker %s ignored: previous_worker_id is not a UUID", conn.id)
+            return
+        if previous == conn.id:
+            return
+        old = self.workers.get(previous)
+        if old is None or old.closing:
+            log.info("reattach from worker %s: previous worker %s is already gone", conn.id, previous)
+            return
+        token = frame.reattach_token
+        if token is None or not hmac.compare_digest(token.encode(), old.reattach_token.encode()):
+            log.warning(
+                "reattach from worker %s ignored: wrong reattach_token for worker %s", conn.id, previous
+            )
+            return
+        log.info("worker %s reattaches as %s: evicting the old connection", previous, conn.id)
+        try:
+            await asyncio.wait_for(self._cleanup(old), _REATTACH_WAIT)
+        except TimeoutError:
+            log.warning("cleanup of evicted worker %s took over %.0f s", previous, _REATTACH_WAIT)
+        self.spawn(old.ws.close(1000, "replaced by a reattached connection"), name="evict")
+
+    async def _on_trigger_result(self, conn: WorkerConnection, frame: TriggerRegistrationResult) -> None:
+        self.triggers.on_provider_result(conn, frame)
+
+    # -- registrations (applied once the namespace is known) ---------------------------------
+    async def _register_function(self, conn: WorkerConnection, frame: RegisterFunction) -> None:
+        namespace = conn.namespace or DEFAULT_NAMESPACE
+        function_id = frame.id
+        if function_id.startswith("engine::") and namespace != DEFAULT_NAMESPACE:
+            await self._reject_function(conn, namespace, function_id, "")
+            return
+        invocation: dict[str, Any] | None = None
+        if frame.invocation is not None:
+            if self._http_invoker is None:
+                log.warning(
+                    "HTTP-invoked function %s from worker %s not registered: no built-in serves "
+                    "HTTP-invoked functions",
+                    function_id,
+                    conn.id,
+                )
+                return
+            invocation = frame.invocation.model_dump(mode="json", exclude_none=True)
+        key = (namespace, function_id)
+        existing = self.functions.worker_entry(namespace, function_id)
+        if existing is not None and existing.owner is not conn:
+            owner = existing.owner
+            if owner is not None and owner.live:
+                await self._reject_function(conn, namespace, function_id, owner.id)
+                return
+            if owner is not None:
+                owner.functions.discard(key)
+        elif existing is not None:
+            log.warning("worker %s re-registered function %s (overwritten)", conn.id, function_id)
+        self.functions.put(
+            FunctionEntry(
+                id=function_id,
+                namespace=namespace,
+                description=frame.description,
+                request_format=frame.request_format,
+                response_format=frame.response_format,
+                metadata=frame.metadata,
+                owner=conn,
+                invocation=invocation,
+            )
+        )
+        conn.functions.add(key)
+
+    async def _reject_function(
+        self, conn: WorkerConnection, namespace: str, function_id: str, owner: str
+    ) -> None:
+        log.warning(
+            "function %s in namespace %s from worker %s refused: FUNCTION_NAMESPACE_CONFLICT (owner %r)",
+            function_id,
+            namespace,
+            conn.id,
+            owner,
+        )
+        frame = RegistrationRejected(
+            type="registrationrejected",
+            code="FUNCTION_NAMESPACE_CONFLICT",
+            namespace=namespace,
+            function_id=function_id,
+            owner_worker_id=owner,
+        )
+        await conn.send(codec.encode(frame))
+
+    async def _unregister_function(self, conn: WorkerConnection, frame: UnregisterFunction) -> None:
+        key = (conn.namespace or DEFAULT_NAMESPACE, frame.id)
+        if self.functions.remove(key, conn):
+            conn.functions.discard(key)
+
+    async def _register_trigger_type(self, conn: WorkerConnection, frame: RegisterTriggerType) -> None:
+        await self.triggers.register_type(conn, frame)
+
+    async def _unregister_trigger_type(self, conn: WorkerConnection, frame: UnregisterTriggerType) -> None:
+        await self.triggers.unregister_type(conn, frame)
+
+    async def _register_trigger(self, conn: WorkerConnection, frame: RegisterTrigger) -> None:
+        await self.triggers.register_from_worker(conn, frame)
+
+    async def _unregister_trigger(self, conn: WorkerConnection, frame: UnregisterTrigger) -> None:
+        await self.triggers.unregister_from_worker(conn, frame)
+
+    async def _register_service(self, conn: WorkerConnection, frame: RegisterService) -> None:
+        conn.services.add((conn.namespace or DEFAULT_NAMESPACE, frame.id))
+
+    # ======================================================================================
+    # engine::workers::register (§3.3)
+    # ======================================================================================
+    async def register_worker(self, conn: WorkerConnection, data: WorkersRegisterInput) -> bool:
+        """Apply ``engine::workers::register`` for ``conn``.
+
+        Returns:
+            ``False`` when the worker name is held by another live connection in the namespace
+            (``registrationrejected`` ``WORKER_NAMESPACE_CONFLICT`` was sent and the connection
+            is being closed), else ``True``.
+        """
+        namespace = conn.namespace if conn.namespace is not None else (data.namespace or DEFAULT_NAMESPACE)
+        name = sanitize_text(data.name)
+        if name is not None:
+            key = (namespace, name)
+            holder = self.names.get(key)
+            if holder is not None and holder is not conn and holder.live:
+                log.warning(
+                    "worker %s refused: name %r is held by worker %s in namespace %s",
+                    conn.id,
+                    name,
+                    holder.id,
+                    namespace,
+                )
+                rejection = RegistrationRejected(
+                    type="registrationrejected",
+                    code="WORKER_NAMESPACE_CONFLICT",
+                    namespace=namespace,
+                    worker_name=name,
+                    owner_worker_id=holder.id,
+                )
+                await conn.send(codec.encode(rejection))
+                self.spawn(conn.ws.close(1008, "worker name conflict"), name="name-conflict-close")
+                return False
+            if (
+                conn.name_lease is not None
+                and conn.name_lease != key
+                and self.names.get(conn.name_lease) is conn
+            ):
+                del self.names[conn.name_lease]
+            self.names[key] = conn
+            conn.name_lease = key
+        telemetry = data.telemetry.model_dump(exclude_none=True) if data.telemetry is not None else None
+        conn.info = {
+            "name": name,
+            "description": sanitize_text(data.description),
+            "runtime": data.runtime,
+            "version": data.version,
+            "os": data.os,
+            "pid": data.pid,
+            "isolation": data.isolation,
+            "telemetry": telemetry,
+            "features": data.features,
+        }
+        conn.registered = True
+        if conn.namespace is None:
+            await self.set_namespace(conn, namespace)
+        self._workers_available("worker_metadata_updated", conn.id)
+        return True
+
+    def _workers_available(self, event: str, worker_id: str) -> None:
+        self.fire_all("engine::workers-available", {"event": event, "worker_id": worker_id})
+
+    # ======================================================================================
+    # EngineServices
+    # ======================================================================================
+    @property
+    def config(self) -> EngineConfig:
+        """The engine configuration."""
+        return self._config
+
+    @property
+    def data_dir(self) -> Path | None:
+        """Folder for persistent data, or ``None`` (in memory)."""
+        return self._config.data_dir
+
+    def section(self, name: str) -> Mapping[str, Any]:
+        """The ``engine.toml`` table ``[name]``."""
+        return self._config.section(name)
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        metadata: Any = None,
+        timeout: float | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> Any:
+        """Engine-originated call through the internal path (§4.2; see ``EngineServices.invoke``)."""
+        if not namespace.strip():
+            raise InvocationError("INVALID_NAMESPACE", INVALID_NAMESPACE_MESSAGE, function_id=function_id)
+        entry = self.functions.lookup(namespace, function_id)
+        if entry is None:
+            raise InvocationError(
+                "function_not_found",
+                f"Function {function_id} not found in namespace {namespace}",
+                function_id=function_id,
+            )
+        callee = entry.owner
+        if callee is None or entry.invocation is not None:
+            ctx = CallContext(
+                function_id=function_id,
+                invocation_id=str(uuid4()),
+                caller_worker_id=None,
+                metadata=metadata,
+                traceparent=traceparent,
+                baggage=baggage,
+                services=self,
+            )
+            try:
+                coro = self._call_in_process(entry, data, ctx)
+                value = await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
+            except BuiltinError as exc:
+                raise InvocationError(exc.code, exc.message, function_id=function_id) from None
+            except TimeoutError:
+                raise InvocationError(
+                    "TIMEOUT",
+                    f"invocation timed out after {int(timeout or 0) * 1000}ms",
+                    function_id=function_id,
+                ) from None
+            return None if value is JSON_NULL else value
+        invocation_id = uuid4()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        callee.executing[invocation_id] = Pending(None, function_id, future=future)
+        frame = InvokeFunction(
+            type="invokefunction", invocation_id=invocation_id, function_id=function_id, data=data
+        )
+        if metadata is not None:
+            frame.metadata = metadata
+        if traceparent is not None:
+            frame.traceparent = traceparent
+        if baggage is not None:
+            frame.baggage = baggage
+        if not await callee.send(codec.encode(frame)):
+            callee.executing.pop(invocation_id, None)
+            raise InvocationError("invocation_stopped", _STOPPED, function_id=function_id)
+        try:
+            if timeout is None:
+                return await future
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                callee.executing.pop(invocation_id, None)
+                raise InvocationError(
+                    "TIMEOUT", f"invocation timed out after {int(timeout * 1000)}ms", function_id=function_id
+                ) from None
+        finally:
+            if not future.done():
+                callee.executing.pop(invocation_id, None)
+
+    async def check_condition(self, binding: TriggerBinding, payload: Any) -> bool:
+        """Run ``condition_function_id`` (§6 "Trigger firing"): exactly ``false`` or an error skips."""
+        condition = binding.condition_function_id
+        if condition is None:
+            return True
+        try:
+            result = await self.invoke(condition, payload, namespace=binding.namespace)
+        except InvocationError as exc:
+            log.warning(
+                "condition %s of trigger %s failed (%s: %s); the fire is skipped",
+                condition,
+                binding.id,
+                exc.code,
+                exc.message,
+            )
+            return False
+        return result is not False
+
+    async def fire(self, binding: TriggerBinding, payload: Any, *, metadata: Any = _UNSET) -> bool:
+        """Fire one binding: condition, then invoke the target; errors are logged."""
+        if not await self.check_condition(binding, payload):
+            return False
+        sidecar = binding.metadata if metadata is _UNSET else metadata
+        try:
+            await self.invoke(binding.function_id, payload, namespace=binding.namespace, metadata=sidecar)
+        except InvocationError as exc:
+            log.warning(
+                "trigger %s (%s) → %s failed: %s: %s",
+                binding.id,
+                binding.trigger_type,
+                binding.function_id,
+                exc.code,
+                exc.message,
+            )
+        return True
+
+    async def fire_result(self, binding: TriggerBinding, payload: Any, *, metadata: Any = _UNSET) -> Any:
+        """Invoke a binding's function (no condition check) and return the result."""
+        sidecar = binding.metadata if metadata is _UNSET else metadata
+        return await self.invoke(binding.function_id, payload, namespace=binding.namespace, metadata=sidecar)
+
+    def fire_all(
+        self,
+        trigger_type: str,
+        payload: Any | Callable[[TriggerBinding], Any],
+        *,
+        predicate: Callable[[TriggerBinding], bool] | None = None,
+    ) -> int:
+        """Fire every live binding of a built-in type, each in its own task."""
+        bindings = self.triggers.builtin_bindings(trigger_type)
+        count = 0
+        for binding in bindings:
+            if predicate is not None and not predicate(binding):
+                continue
+            value = payload(binding) if callable(payload) else payload
+            self.spawn(self.fire(binding, value), name=f"fire:{trigger_type}")
+            count += 1
+        return count
+
+    def bindings(self, trigger_type: str) -> list[TriggerBinding]:
+        """Live bindings of a built-in trigger type."""
+        return self.triggers.builtin_bindings(trigger_type)
+
+    def function_exists(self, function_id: str, namespace: str = DEFAULT_NAMESPACE) -> bool:
+        """Whether ``(namespace, function_id)`` is served."""
+        return self.functions.lookup(namespace, function_id) is not None
+
+    def advertise(self, key: str, url: str) -> None:
+        """Add ``key: url`` to the ready line."""
+        self.advertised[key] = url
+
+    def add_ws_route(self, route: WebSocketRoute) -> None:
+        """Serve an extra WebSocket route on the worker port."""
+        self.ws_routes.append(route)
+
+    def set_telemetry_sink(self, sink: TelemetrySink) -> None:
+        """Receive telemetry frames instead of dropping them."""
+        self._telemetry_sink = sink
+
+    def set_http_function_invoker(self, invoker: HttpFunctionInvoker) -> None:
+        """Serve HTTP-invoked functions through ``invoker``."""
+        self._http_invoker = invoker
+
+    def add_health_component(self, name: str, probe: Callable[[], HealthComponent]) -> None:
+        """Report a component in ``engine::health::check``."""
+        self.health_probes[name] = probe
+
+    def on_worker_disconnected(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(worker_id)`` during each disconnect cleanup."""
+        self._disconnect_callbacks.append(callback)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
+        """Run a tracked background task; its exception is logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                log.error("engine task %s failed", task.get_name(), exc_info=exc)
+
+    async def cancel_tasks(self) -> None:
+        """Cancel every background task (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
