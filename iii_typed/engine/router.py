@@ -368,7 +368,11 @@ class Router:
             return
         callee = entry.owner
         if callee is None or entry.invocation is not None:
-            self.spawn(self._serve_in_process(conn, entry, frame, invocation_id), name=function_id)
+            serve = self._serve_in_process(conn, entry, frame, invocation_id)
+            if entry.builtin is not None and entry.builtin.inline:
+                await serve
+            else:
+                self.spawn(serve, name=function_id)
             return
         if invocation_id is None:
             frame.invocation_id = invocation_id = uuid4()

@@ -199,6 +199,9 @@ class BuiltinFunction:
         metadata: Function metadata, e.g. ``{"internal": True}`` hides it from listings.
         strict: Parse ``input_model`` in pydantic strict mode (no ``"1"`` → ``1`` coercion),
             which matches the real engine's serde parsing.
+        inline: Run a worker's call inside that connection's read loop, so its effects are in
+            place before the worker's next frame is processed (``engine::workers::register``);
+            only for quick handlers. Other calls run in a task of their own.
     """
 
     id: str
@@ -208,6 +211,7 @@ class BuiltinFunction:
     output_model: type[BaseModel] | None = None
     metadata: Any = None
     strict: bool = True
+    inline: bool = False
     request_format: Any = field(default=None, compare=False)
     response_format: Any = field(default=None, compare=False)
 

@@ -187,6 +187,7 @@ class EngineFunctions(BuiltinWorker):
                 "Report a worker's metadata and fix its connection's namespace",
                 WorkersRegisterInput,
                 WorkersRegisterResult,
+                inline=True,
             ),
             BuiltinFunction(
                 "engine::health::check",
