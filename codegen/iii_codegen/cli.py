@@ -5,6 +5,8 @@ Subcommands:
         Regenerate the pydantic protocol models from ``schema/`` into
         ``iii_typed/protocol/_generated/``. With ``--check``, regenerate into a temporary folder,
         compare with the committed files and exit 1 (listing them) when any differs.
+    generate, snapshot, catalog-schema
+        Typed client stubs from the function catalog; see :mod:`iii_codegen.commands`.
 
 Exit codes: 0 written or unchanged, 1 ``--check`` found a difference, 2 usage errors.
 """
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="fail (exit 1) if regeneration would change files"
     )
     proto.set_defaults(func=_cmd_protocol)
+    from . import commands  # typed client stubs: generate, snapshot, catalog-schema
+
+    commands.add_subcommands(sub)
     for add in _EXTRA:
         add(sub)
     return parser

@@ -1,0 +1,404 @@
+"""Prepare registered schemas for datamodel-code-generator (codegen.md §2.8, §3).
+
+Functions register JSON Schema from pydantic (2020-12, ``$defs``, ``anyOf`` with null, titles),
+schemars (draft-07, ``definitions``, ``format: uint64``), zod (2020-12, no titles), by hand, or the
+legacy ``RegisterFunctionFormat`` (protocol.md §9). This module turns one such schema into a
+*prepared side*: its root and every local definition as separate schemas whose ``$ref``\\ s point
+at other entries by a local key, ready to be named and handed to the generator.
+
+What it handles:
+
+* an absent, ``true``, ``false``, empty or annotation-only schema is *open*: typed ``Any``;
+  ``{"type": "null"}`` is typed ``None``;
+* a root that is only a ``$ref`` to one of its definitions is that definition (no wrapper class),
+  and so is a root identical to one of its definitions (schemars' recursive enums);
+* a root ``"type": ["object", "null"]`` (the Python SDK's ``Optional[Model]``) is generated
+  without ``null`` and typed ``Model | None``;
+* ``$defs`` and ``definitions`` (and ``#`` and other local JSON pointers) become entries;
+  refs to other documents become open schemas;
+* union members (``oneOf``/``anyOf``) that are titled inline objects are lifted into entries
+  named by their title instead of the generator's numbered ``Parent1``, ``Parent2``;
+* defaults the generator cannot type under mypy are dropped (objects, arrays other than ``[]``,
+  defaults beside ``$ref``/``allOf``/``anyOf``/``oneOf``, defaults of formatted strings, defaults of
+  the wrong type): the server applies its own defaults, and requests leave unset fields out;
+* a title with spaces and no description becomes the description (the docstring).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "LOCAL_REF",
+    "NULL",
+    "OPEN",
+    "Entry",
+    "PreparedSide",
+    "canonical_json",
+    "legacy_format_to_schema",
+    "prepare_side",
+]
+
+#: Marker key of a rewritten local reference: ``{"$ref": "#/$defs/<placeholder>"}`` is built later.
+LOCAL_REF = "x-iii-local-ref"
+
+OPEN = "open"
+NULL = "null"
+
+_ANNOTATION_KEYS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "$comment",
+        "title",
+        "description",
+        "examples",
+        "default",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$defs",
+        "definitions",
+        "$anchor",
+    }
+)
+_SCHEMA_VALUED = (
+    "additionalProperties",
+    "additionalItems",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "contentSchema",
+)
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas")
+_NUMERIC_FORMATS = frozenset(
+    {
+        "int",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float",
+        "double",
+    }
+)
+_LEGACY_TYPES = frozenset({"string", "number", "boolean", "object", "array", "null", "map"})
+_JSON_TYPES = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def canonical_json(value: Any) -> str:
+    """Compact JSON with sorted keys: the identity of a schema."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass
+class Entry:
+    """One type a side needs: its root or a local definition.
+
+    Attributes:
+        key: Local key, unique within the side (``#`` for the root, else a JSON pointer or a
+            lifted member's key).
+        preferred: Preferred class name before collision handling (a title or a definition key,
+            not yet sanitised), or ``None`` for the root (named from the owner).
+        schema: The schema with local refs replaced by ``{"x-iii-local-ref": key}``.
+        refs: Local keys this entry refers to directly.
+    """
+
+    key: str
+    preferred: str | None
+    schema: dict[str, Any]
+    refs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class PreparedSide:
+    """A prepared request/response/config/payload/return schema.
+
+    Attributes:
+        kind: ``"open"`` (typed ``Any``), ``"null"`` (typed ``None``) or ``"schema"``.
+        root_key: Key of the entry that *is* this side's type (``#`` or a definition's key).
+        nullable: The side's type is ``<root> | None``.
+        entries: Entries by key, in a stable order; empty unless ``kind == "schema"``.
+        warnings: What was dropped or replaced, for the user.
+    """
+
+    kind: str
+    root_key: str = "#"
+    nullable: bool = False
+    entries: dict[str, Entry] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def deep_hash(self, key: str, names: Mapping[str, str]) -> str:
+        """Identity of entry ``key`` with everything it reaches, for sharing one class.
+
+        Two entries are the same type when their schemas are equal and every entry they refer
+        to (transitively) is equal and wants the same class name; local keys do not matter.
+
+        Args:
+            key: The entry.
+            names: Preferred class name of every entry of this side, by key.
+        """
+        order: dict[str, int] = {}
+        todo = [key]
+        while todo:
+            current = todo.pop(0)
+            if current not in order:
+                order[current] = len(order)
+                todo.extend(sorted(self.entries[current].refs))
+
+        def relabel(node: Any) -> Any:
+            if isinstance(node, dict):
+                if LOCAL_REF in node:
+                    return {**node, LOCAL_REF: order[node[LOCAL_REF]]}
+                return {k: relabel(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [relabel(v) for v in node]
+            return node
+
+        parts = [[names[k], relabel(self.entries[k].schema)] for k in order]
+        return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
+
+
+def legacy_format_to_schema(fmt: dict[str, Any]) -> dict[str, Any]:
+    """Convert a legacy ``RegisterFunctionFormat`` (protocol.md §9) to JSON Schema."""
+    kind = fmt.get("type")
+    out: dict[str, Any] = {}
+    if isinstance(fmt.get("description"), str):
+        out["description"] = fmt["description"]
+    if kind == "map":
+        out["type"] = "object"
+    elif kind in _LEGACY_TYPES:
+        out["type"] = kind
+    if kind == "object" and isinstance(fmt.get("body"), list):
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        for item in fmt["body"]:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                props[item["name"]] = legacy_format_to_schema(item)
+                if item.get("required") is True:
+                    required.append(item["name"])
+        out["properties"] = props
+        if required:
+            out["required"] = sorted(required)
+    if kind == "array" and isinstance(fmt.get("items"), dict):
+        out["items"] = legacy_format_to_schema(fmt["items"])
+    return out
+
+
+def _is_legacy_format(schema: dict[str, Any]) -> bool:
+    return (
+        isinstance(schema.get("name"), str)
+        and schema.get("type") in _LEGACY_TYPES
+        and "properties" not in schema
+        and "$schema" not in schema
+        and (schema.get("type") == "map" or "body" in schema or "required" in schema or len(schema) <= 3)
+    )
+
+
+def _is_open(schema: Any) -> bool:
+    if schema is None or schema is True or schema is False:
+        return True
+    if not isinstance(schema, dict):
+        return True
+    return all(k in _ANNOTATION_KEYS for k in schema)
+
+
+def _default_fits(node: dict[str, Any], value: Any) -> bool:
+    if value is None:
+        return True
+    if any(k in node for k in ("$ref", "allOf", "anyOf", "oneOf", "format", "not")):
+        return False
+    if "enum" in node and isinstance(node["enum"], list):
+        return value in node["enum"] and isinstance(value, str | int | float | bool)
+    if "const" in node:
+        return bool(node["const"] == value)
+    kind = node.get("type")
+    kinds = kind if isinstance(kind, list) else [kind]
+    if isinstance(value, bool):
+        return "boolean" in kinds
+    for k in kinds:
+        if k in _JSON_TYPES and isinstance(value, _JSON_TYPES[k]) and not isinstance(value, bool):
+            return True
+    return value == [] and "array" in kinds
+
+
+class _Preparer:
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.entries: dict[str, Entry] = {}
+        self.warnings: list[str] = []
+        self._pending: list[tuple[str, str | None, Any]] = []
+        self._lifted = 0
+
+    # -- references ------------------------------------------------------------------------
+    def _resolve_pointer(self, pointer: str) -> Any:
+        node: Any = self.root
+        for raw in pointer[2:].split("/") if pointer != "#" else []:
+            part = raw.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                return None
+        return node
+
+    def _ref(self, ref: str, refs: set[str]) -> dict[str, Any]:
+        if ref == "#" or ref == "#/":
+            refs.add("#")
+            return {LOCAL_REF: "#"}
+        if not ref.startswith("#/"):
+            self.warnings.append(f"$ref {ref!r} points outside the schema: typed Any")
+            return {}
+        target = self._resolve_pointer(ref)
+        if target is None:
+            self.warnings.append(f"$ref {ref!r} does not resolve: typed Any")
+            return {}
+        if ref not in self.entries and all(ref != key for key, _, _ in self._pending):
+            preferred = ref.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
+            self._pending.append((ref, preferred, target))
+        refs.add(ref)
+        return {LOCAL_REF: ref}
+
+    # -- walking ---------------------------------------------------------------------------
+    def rewrite(self, node: Any, refs: set[str], *, in_union: bool = False) -> Any:
+        if node is True:
+            return {}
+        if node is False:
+            self.warnings.append("a `false` sub-schema (nothing allowed) is typed Any")
+            return {}
+        if not isinstance(node, dict):
+            return node
+        if in_union and node.get("type") == "object" and isinstance(node.get("title"), str) and node["title"]:
+            self._lifted += 1
+            key = f"#lifted/{self._lifted}"
+            self._pending.append((key, node["title"], node))
+            refs.add(key)
+            return {LOCAL_REF: key}
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in ("$defs", "definitions", "$schema", "$id", "$anchor", "$comment"):
+                continue
+            if key == "$ref" and isinstance(value, str):
+                out.update(self._ref(value, refs))
+            elif isinstance(value, bool) and (key in _SCHEMA_VALUED or key == "items"):
+                out[key] = value  # `additionalProperties: false` closes an object: keep it
+            elif key in _SCHEMA_VALUED:
+                out[key] = self.rewrite(value, refs)
+            elif key == "items":
+                if isinstance(value, list):
+                    out[key] = [self.rewrite(v, refs) for v in value]
+                else:
+                    out[key] = self.rewrite(value, refs)
+            elif key in _SCHEMA_LISTS and isinstance(value, list):
+                out[key] = [self.rewrite(v, refs, in_union=key in ("oneOf", "anyOf")) for v in value]
+            elif key in _SCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: self.rewrite(sub, refs) for name, sub in value.items()}
+            else:
+                out[key] = value
+        if out.get("format") in _NUMERIC_FORMATS and out.get("type") in ("integer", "number"):
+            del out["format"]  # schemars' width hints (uint64, int32, double): bounds say enough
+        if "default" in out and (LOCAL_REF in out or not _default_fits(out, out["default"])):
+            del out["default"]
+        if out.get("type") == "object" and not any(
+            k in out
+            for k in ("properties", "patternProperties", "additionalProperties", "allOf", "anyOf", "oneOf")
+        ):
+            # A bare object is a free-form map, not an empty model that would drop every key.
+            out["additionalProperties"] = {}
+        title = out.get("title")
+        if isinstance(title, str) and " " in title.strip() and "description" not in out:
+            out["description"] = title.strip()
+        return out
+
+    def add_entry(self, key: str, preferred: str | None, schema: Any) -> None:
+        refs: set[str] = set()
+        body = self.rewrite(schema, refs) if isinstance(schema, dict) else {}
+        if not isinstance(body, dict):
+            body = {}
+        self.entries[key] = Entry(key=key, preferred=preferred, schema=body, refs=refs)
+
+    def drain(self) -> None:
+        # Lifted union members are rewritten as entries of their own (top level: not lifted again).
+        while self._pending:
+            key, preferred, schema = self._pending.pop(0)
+            if key not in self.entries:
+                self.add_entry(key, preferred, schema)
+
+
+def _only_ref(schema: dict[str, Any]) -> str | None:
+    keys = {k for k in schema if k not in _ANNOTATION_KEYS}
+    if keys == {"$ref"} and isinstance(schema["$ref"], str):
+        return str(schema["$ref"])
+    return None
+
+
+def prepare_side(schema: Any) -> PreparedSide:
+    """Prepare one side's schema (see the module docstring for every rule)."""
+    if isinstance(schema, dict) and _is_legacy_format(schema):
+        schema = legacy_format_to_schema(schema)
+    if _is_open(schema):
+        side = PreparedSide(kind=OPEN)
+        if schema is False:
+            side.warnings.append("a `false` schema (nothing allowed) is typed Any")
+        elif schema is not None and not isinstance(schema, dict | bool):
+            side.warnings.append(f"a schema that is a {type(schema).__name__} is typed Any")
+        return side
+    assert isinstance(schema, dict)
+    core = {k: v for k, v in schema.items() if k not in _ANNOTATION_KEYS}
+    if core == {"type": "null"}:
+        return PreparedSide(kind=NULL)
+    nullable = False
+    kind = schema.get("type")
+    if isinstance(kind, list) and "null" in kind and "object" in kind:
+        rest = [k for k in kind if k != "null"]
+        schema = {**schema, "type": rest[0] if len(rest) == 1 else rest}
+        nullable = True
+    prep = _Preparer(schema)
+    root_ref = _only_ref(schema)
+    if root_ref is not None and root_ref.startswith("#/") and prep._resolve_pointer(root_ref) is not None:
+        refs: set[str] = set()
+        prep._ref(root_ref, refs)
+        prep.drain()
+        root_key = root_ref
+    else:
+        prep.add_entry("#", None, schema)
+        prep.drain()
+        root_key = "#"
+        # A root identical to one of its own definitions (schemars recursive enums) is that
+        # definition; keep "#" only when something refers to it.
+        root_schema = canonical_json(prep.entries["#"].schema)
+        for key, entry in prep.entries.items():
+            if key != "#" and canonical_json(entry.schema) == root_schema:
+                root_key = key
+                break
+        if root_key != "#" and not any("#" in e.refs for k, e in prep.entries.items() if k != "#"):
+            del prep.entries["#"]
+    return PreparedSide(
+        kind="schema",
+        root_key=root_key,
+        nullable=nullable,
+        entries=dict(sorted(prep.entries.items(), key=lambda kv: (kv[0] != "#", kv[0]))),
+        warnings=prep.warnings,
+    )

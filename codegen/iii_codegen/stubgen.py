@@ -1,0 +1,782 @@
+"""Render a typed client module from a catalog selection (``iii-typed codegen generate``).
+
+Pipeline: *select → prepare → name → generate → merge → emit* (docs/codegen.md):
+
+1. **select** the functions and trigger types of an :class:`~iii_codegen.config.OutputSpec`;
+2. **prepare** every request/response (config/payload/return) schema into entries
+   (:mod:`iii_codegen.schemas`);
+3. **name** every entry across the whole module (:mod:`iii_codegen.naming`): identical types share
+   a class, different types that want one name are qualified by their owner's id;
+4. **generate** pydantic models with datamodel-code-generator, one in-process call per function
+   or trigger type (a *unit*), so a unit's classes depend only on its own schemas and the names;
+   large catalogs use worker processes; the result does not depend on how many;
+5. **merge** the units' modules: imports are combined, shared classes kept once, and a class
+   name the generator derived (``CreateOrderInputAddress``) that another unit already uses for a
+   different class is renamed in the later unit (``CreateOrderInputAddress2``);
+6. **emit** the namespaces, ``Client`` and ``AsyncClient`` (runtime in :mod:`iii_typed.stubs`).
+
+Everything is sorted and free of timestamps and absolute paths, so the same catalog, in any order,
+gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tokenize
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _dcg
+from .catalog import Catalog, FunctionEntry, TriggerTypeEntry
+from .config import OutputSpec, select
+from .naming import (
+    RESERVED_MODULE_NAMES,
+    attribute_name,
+    pascal_case,
+    qualifier,
+    split_words,
+    unique_attribute_names,
+)
+from .schemas import LOCAL_REF, NULL, OPEN, PreparedSide, canonical_json, prepare_side
+
+__all__ = [
+    "GENERATOR_VERSION",
+    "PARALLEL_MIN_UNITS",
+    "CodegenError",
+    "Rendered",
+    "class_name",
+    "read_digests",
+    "render",
+]
+
+#: Version of the emitted shape; recorded in the banner, bumped when generated code changes.
+GENERATOR_VERSION = 1
+#: Catalogs with at least this many units generate in worker processes.
+PARALLEL_MIN_UNITS = 64
+_LINE = _dcg.LINE_LENGTH
+_FUNCTION_SIDES = (("request", "Input"), ("response", "Result"))
+_TRIGGER_SIDES = (("config", "Config"), ("payload", "Payload"), ("return", "Return"))
+_DIGEST_HEADER = "# iii-typed catalog digest (what `generate --check` compares):"
+_DIGEST_LINE = re.compile(r"^#   (function|trigger) (\S+) ([0-9a-f]{12})$")
+
+
+class CodegenError(Exception):
+    """A module could not be generated (the message names the function or trigger type)."""
+
+
+@dataclass
+class Rendered:
+    """A generated module.
+
+    Attributes:
+        source: The module text.
+        warnings: Messages for the user (unmatched globs, dropped schema parts, renames).
+        digests: ``{"function orders::create": "<12 hex>", ...}`` for ``--check`` reports.
+    """
+
+    source: str
+    warnings: list[str]
+    digests: dict[str, str]
+
+
+@dataclass
+class _Side:
+    label: str
+    suffix: str
+    prepared: PreparedSide
+    type_expr: str = "Any"
+
+
+@dataclass
+class _Unit:
+    kind: str  # "function" | "trigger"
+    id: str
+    description: str | None
+    sides: list[_Side]
+    digest: str
+    names: dict[tuple[str, str], str] = field(default_factory=dict)  # (side, key) -> class name
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.id}"
+
+    def side(self, label: str) -> _Side:
+        return next(s for s in self.sides if s.label == label)
+
+
+def class_name(raw: str) -> str:
+    """A PascalCase class name from a title or key (``""`` when nothing usable remains)."""
+    name = "".join(w[:1].upper() + w[1:] for w in split_words(raw))
+    if name[:1].isdigit():
+        name = "Model" + name
+    return name
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:12]
+
+
+def _function_unit(fn: FunctionEntry) -> _Unit:
+    sides = [
+        _Side(label, suffix, prepare_side(schema))
+        for (label, suffix), schema in zip(
+            _FUNCTION_SIDES, (fn.request_schema, fn.response_schema), strict=True
+        )
+    ]
+    digest = _digest([fn.description, fn.request_schema, fn.response_schema])
+    return _Unit("function", fn.function_id, fn.description, sides, digest)
+
+
+def _trigger_unit(tt: TriggerTypeEntry) -> _Unit:
+    schemas = (tt.configuration_schema, tt.request_schema, tt.response_schema)
+    sides = [
+        _Side(label, suffix, prepare_side(schema))
+        for (label, suffix), schema in zip(_TRIGGER_SIDES, schemas, strict=True)
+    ]
+    return _Unit("trigger", tt.id, tt.description, sides, _digest([tt.description, *schemas]))
+
+
+# -- naming --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Candidate:
+    unit: int
+    side: str
+    key: str
+    preferred: str
+    identity: str
+    owner: str
+    derived: bool  # named <Leaf><Suffix>: the leaf is already in the name
+
+    def qualified(self, owner: str) -> str:
+        parents = owner.split("::")[:-1]
+        if self.derived and parents:
+            return qualifier("::".join(parents)) + self.preferred
+        return qualifier(owner) + self.preferred
+
+
+def _leaf(entry_id: str) -> str:
+    return class_name(entry_id.split("::")[-1]) or "Unnamed"
+
+
+def _assign_names(units: list[_Unit]) -> None:
+    candidates: list[_Candidate] = []
+    for index, unit in enumerate(units):
+        for side in unit.sides:
+            prep = side.prepared
+            if prep.kind != "schema":
+                continue
+            preferred: dict[str, str] = {}
+            derived: set[str] = set()
+            for key, entry in prep.entries.items():
+                raw = entry.preferred
+                if key == "#":
+                    title = entry.schema.get("title")
+                    raw = title if isinstance(title, str) and class_name(title) else None
+                name = class_name(raw) if raw else ""
+                if not name:
+                    name = f"{_leaf(unit.id)}{side.suffix}"
+                    derived.add(key)
+                preferred[key] = name
+            for key in prep.entries:
+                identity = prep.deep_hash(key, preferred)
+                candidates.append(
+                    _Candidate(index, side.label, key, preferred[key], identity, unit.id, key in derived)
+                )
+    # Group by preferred name; one identity keeps the name, several are all qualified by owner.
+    by_name: dict[str, list[_Candidate]] = {}
+    for cand in candidates:
+        by_name.setdefault(cand.preferred, []).append(cand)
+    proposed: dict[str, str] = {}  # identity -> name
+    qualified: set[str] = set()
+    for name, group in sorted(by_name.items()):
+        identities = sorted({c.identity for c in group})
+        if len(identities) == 1 and name not in RESERVED_MODULE_NAMES:
+            proposed[identities[0]] = name
+            continue
+        for identity in identities:
+            first = min((c for c in group if c.identity == identity), key=lambda c: c.owner)
+            proposed[identity] = first.qualified(first.owner)
+            qualified.add(identity)
+    # Still clashing (or reserved): suffix 2, 3… in a stable order, unqualified names first.
+    final: dict[str, str] = {}
+    used: set[str] = set(RESERVED_MODULE_NAMES)
+    first_owner = {
+        c.identity: min(d.owner for d in candidates if d.identity == c.identity) for c in candidates
+    }
+    for identity in sorted(proposed, key=lambda i: (i in qualified, first_owner[i], proposed[i], i)):
+        base = proposed[identity]
+        name = base
+        n = 2
+        while name in used:
+            name = f"{base}{n}"
+            n += 1
+        used.add(name)
+        final[identity] = name
+    for cand in candidates:
+        units[cand.unit].names[(cand.side, cand.key)] = final[cand.identity]
+    for unit in units:
+        for side in unit.sides:
+            prep = side.prepared
+            if prep.kind == OPEN:
+                side.type_expr = "Any"
+            elif prep.kind == NULL:
+                side.type_expr = "None"
+            else:
+                expr = unit.names[(side.label, prep.root_key)]
+                side.type_expr = f"{expr} | None" if prep.nullable else expr
+
+
+def _resolve_refs(node: Any, names: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        if LOCAL_REF in node:
+            rest = {k: _resolve_refs(v, names) for k, v in node.items() if k != LOCAL_REF}
+            return {"$ref": f"#/$defs/{names[node[LOCAL_REF]]}", **rest}
+        return {k: _resolve_refs(v, names) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_refs(v, names) for v in node]
+    return node
+
+
+def _unit_document(unit: _Unit) -> tuple[str, set[str]]:
+    defs: dict[str, Any] = {}
+    for side in unit.sides:
+        prep = side.prepared
+        if prep.kind != "schema":
+            continue
+        local = {key: unit.names[(side.label, key)] for key in prep.entries}
+        for key, entry in prep.entries.items():
+            defs[local[key]] = _resolve_refs(entry.schema, local)
+    return canonical_json({"$defs": dict(sorted(defs.items()))}), set(defs)
+
+
+# -- generation ----------------------------------------------------------------------------
+
+
+def _run_generator(documents: list[str], jobs: int | None) -> list[tuple[str, list[str]]]:
+    if jobs is None:
+        jobs = min(4, os.cpu_count() or 1) if len(documents) >= PARALLEL_MIN_UNITS else 1
+    workers = max(1, min(jobs, len(documents)))
+    if workers < 2:
+        return _dcg.generate_many(documents)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    chunks = [documents[i::workers] for i in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
+        results = list(pool.map(_dcg.generate_many, chunks))
+    ordered: list[tuple[str, list[str]]] = [("", [])] * len(documents)
+    for offset, chunk_result in enumerate(results):
+        for i, item in enumerate(chunk_result):
+            ordered[offset + i * workers] = item
+    return ordered
+
+
+# -- merging -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Block:
+    name: str
+    text: str
+
+
+@dataclass
+class _Parsed:
+    froms: set[tuple[str, str, str | None]]
+    plains: set[tuple[str, str | None]]
+    blocks: list[_Block]
+    rebuilds: list[str]
+
+
+def _parse_unit(source: str, label: str) -> _Parsed:
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    out = _Parsed(set(), set(), [], [])
+    for node in tree.body:
+        start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+        text = "\n".join(lines[start - 1 : node.end_lineno])
+        if isinstance(node, ast.ImportFrom):
+            if node.module != "__future__":
+                for alias in node.names:
+                    out.froms.add((node.module or "", alias.name, alias.asname))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                out.plains.add((alias.name, alias.asname))
+        elif isinstance(node, ast.ClassDef):
+            out.blocks.append(_Block(node.name, text))
+        elif (
+            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        ):
+            out.blocks.append(_Block(node.targets[0].id, text))
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.blocks.append(_Block(node.target.id, text))
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            if out.blocks:  # an attribute docstring belongs to the statement before it
+                out.blocks[-1].text += "\n" + text
+        elif (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr == "model_rebuild"
+        ):
+            out.rebuilds.append(text)
+        else:
+            raise CodegenError(f"{label}: unexpected statement in generated models: {text[:80]!r}")
+    return out
+
+
+def _rename(text: str, renames: dict[str, str]) -> str:
+    if not renames:
+        return text
+    pattern = re.compile(
+        r"\b(" + "|".join(re.escape(k) for k in sorted(renames, key=len, reverse=True)) + r")\b"
+    )
+    tokens = []
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.NAME and tok.string in renames:
+            tok = tok._replace(string=renames[tok.string])
+        elif tok.type == tokenize.STRING:
+            tok = tok._replace(string=pattern.sub(lambda m: renames[m.group(1)], tok.string))
+        tokens.append(tok)
+    return tokenize.untokenize(tokens)
+
+
+@dataclass
+class _Merged:
+    froms: set[tuple[str, str, str | None]] = field(default_factory=set)
+    plains: set[tuple[str, str | None]] = field(default_factory=set)
+    blocks: dict[str, str] = field(default_factory=dict)
+    rebuilds: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _merge(units: list[_Unit], outputs: list[tuple[str, list[str]]], assigned: list[set[str]]) -> _Merged:
+    merged = _Merged()
+    all_assigned = set().union(*assigned) if assigned else set()
+    for unit, (source, messages), own in zip(units, outputs, assigned, strict=True):
+        for message in messages:
+            merged.warnings.append(f"{unit.label}: {message}")
+        parsed = _parse_unit(source, unit.label)
+        names = {b.name for b in parsed.blocks}
+        missing = sorted(own - names)
+        if missing:
+            raise CodegenError(f"{unit.label}: the generator did not produce {', '.join(missing)}")
+        renames: dict[str, str] = {}
+        taken = all_assigned | set(merged.blocks) | RESERVED_MODULE_NAMES
+        for block in parsed.blocks:
+            if block.name in own:
+                continue
+            clash = block.name in all_assigned or block.name in RESERVED_MODULE_NAMES
+            if not clash and block.name in merged.blocks:
+                clash = merged.blocks[block.name] != block.text
+            if clash:
+                n = 2
+                while f"{block.name}{n}" in taken or f"{block.name}{n}" in names:
+                    n += 1
+                renames[block.name] = f"{block.name}{n}"
+                taken.add(renames[block.name])
+        if renames:
+            merged.warnings.append(
+                f"{unit.label}: renamed "
+                + ", ".join(f"{old} -> {new}" for old, new in sorted(renames.items()))
+                + " (the name is taken by another type)"
+            )
+        for block in parsed.blocks:
+            name = renames.get(block.name, block.name)
+            text = _rename(block.text, renames)
+            if name in merged.blocks:
+                if merged.blocks[name] != text:
+                    raise CodegenError(f"{unit.label}: two different definitions of {name}")
+                continue
+            merged.blocks[name] = text
+        for line in parsed.rebuilds:
+            line = _rename(line, renames)
+            if line not in merged.rebuilds:
+                merged.rebuilds.append(line)
+        merged.froms |= parsed.froms
+        merged.plains |= parsed.plains
+    return merged
+
+
+# -- emitting ------------------------------------------------------------------------------
+
+
+def _order_key(name: str) -> tuple[int, str]:
+    if len(name) > 1 and name.isupper():
+        return (0, name)
+    return (1, name) if name[:1].isupper() else (2, name)
+
+
+def _from_line(module: str, names: list[str]) -> str:
+    line = f"from {module} import {', '.join(names)}"
+    if len(line) <= _LINE:
+        return line
+    body = "".join(f"    {n},\n" for n in names)
+    return f"from {module} import (\n{body})"
+
+
+def _render_imports(froms: set[tuple[str, str, str | None]], plains: set[tuple[str, str | None]]) -> str:
+    stdlib = set(sys.stdlib_module_names)
+    sections: list[list[str]] = [[], [], []]
+
+    def section(module: str) -> int:
+        top = module.split(".")[0]
+        return 0 if top in stdlib else 2 if top == "iii_typed" else 1
+
+    for name, asname in sorted(plains):
+        sections[section(name)].append(f"import {name}" + (f" as {asname}" if asname else ""))
+    modules = sorted({m for m, _, _ in froms})
+    for idx in range(3):
+        from_lines: list[tuple[str, str]] = []
+        for module in (m for m in modules if section(m) == idx):
+            plain = sorted({n for m, n, a in froms if m == module and a is None}, key=_order_key)
+            aliased = sorted((n, a) for m, n, a in froms if m == module and a is not None)
+            if plain:
+                from_lines.append((module, _from_line(module, plain)))
+            for n, a in aliased:
+                from_lines.append((module, f"from {module} import {n} as {a}"))
+        sections[idx].extend(line for _, line in sorted(from_lines, key=lambda t: t[0]))
+    return "\n\n".join("\n".join(s) for s in sections if s)
+
+
+def _escape_doc(text: str) -> str:
+    text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return text + " " if text.endswith('"') else text
+
+
+def _docstring(lines: Sequence[str], indent: str) -> str:
+    clean = [_escape_doc(line.rstrip()) for line in lines]
+    while clean and not clean[-1]:
+        clean.pop()
+    if not clean:
+        return ""
+    if len(clean) == 1 and len(indent) + len(clean[0]) + 6 <= _LINE:
+        return f'{indent}"""{clean[0]}"""'
+    body = "\n".join(f"{indent}{line}" if line else "" for line in clean[1:])
+    return f'{indent}"""{clean[0]}\n{body}\n{indent}"""'
+
+
+def _assign_call(indent: str, target: str, callee: str, args: Sequence[str]) -> str:
+    head = f"{indent}{target} = {callee}("
+    one = head + ", ".join(args) + ")"
+    if len(one) <= _LINE:
+        return one
+    inner = f"{indent}    " + ", ".join(args)
+    if len(inner) <= _LINE:
+        return f"{head}\n{inner}\n{indent})"
+    body = "".join(f"{indent}    {a},\n" for a in args)
+    return f"{head}\n{body}{indent})"
+
+
+def _description_lines(text: str | None) -> list[str]:
+    if not text or not text.strip():
+        return []
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+@dataclass
+class _Leaf:
+    attr: str
+    code: str
+
+
+@dataclass
+class _Node:
+    path: tuple[str, ...]
+    children: dict[str, _Node] = field(default_factory=dict)
+    functions: dict[str, _Unit] = field(default_factory=dict)
+    triggers: dict[str, _Unit] = field(default_factory=dict)
+    class_name: str = ""
+
+
+def _tree(functions: Iterable[_Unit], triggers: Iterable[_Unit]) -> _Node:
+    root = _Node(())
+
+    def node_for(segments: Sequence[str]) -> _Node:
+        node = root
+        for seg in segments:
+            node = node.children.setdefault(seg, _Node((*node.path, seg)))
+        return node
+
+    for unit in functions:
+        *parents, leaf = unit.id.split("::")
+        node_for(parents).functions[leaf] = unit
+    for unit in triggers:
+        *parents, leaf = unit.id.split("::")
+        node_for(parents).triggers[leaf] = unit
+    return root
+
+
+def _walk(node: _Node) -> Iterable[_Node]:
+    for key in sorted(node.children):
+        yield from _walk(node.children[key])
+    yield node
+
+
+def _function_code(unit: _Unit, attr: str, indent: str) -> str:
+    req, res = unit.side("request").type_expr, unit.side("response").type_expr
+    code = _assign_call(
+        indent, f"{attr}: _stubs.Function[{req}, {res}]", "_stubs.Function", [json.dumps(unit.id), req, res]
+    )
+    doc = _description_lines(unit.description)
+    summary = f"``{unit.id}``: ``{req}`` → ``{res}``."
+    lines = [*doc, "", summary] if doc else [summary]
+    return code + "\n" + _docstring(lines, indent)
+
+
+def _trigger_code(unit: _Unit, attr: str, indent: str) -> str:
+    cfg, pay, ret = (unit.side(s).type_expr for s in ("config", "payload", "return"))
+    code = _assign_call(
+        indent,
+        f"{attr}: _stubs.TriggerHelper[{cfg}, {pay}, {ret}]",
+        "_stubs.TriggerHelper",
+        [json.dumps(unit.id), cfg, pay, ret],
+    )
+    doc = _description_lines(unit.description)
+    summary = (
+        f"Register a handler for trigger type ``{unit.id}``: config ``{cfg}``, payload ``{pay}``,"
+        f" return ``{ret}``."
+    )
+    lines = [*doc, "", summary] if doc else [summary]
+    return code + "\n" + _docstring(lines, indent)
+
+
+def _namespace_classes(root: _Node, warnings: list[str]) -> list[str]:
+    taken_classes: set[str] = set()
+    for node in _walk(root):
+        base = (
+            "_"
+            + ("".join(pascal_case(s) or "Unnamed" for s in node.path).lstrip("_") or "Root")
+            + "Namespace"
+        )
+        name, n = base, 2
+        while name in taken_classes:
+            name, n = f"{base}{n}", n + 1
+        taken_classes.add(name)
+        node.class_name = name
+    out: list[str] = []
+    for node in _walk(root):
+        indent = "    "
+        ns_attrs = unique_attribute_names(list(node.children))
+        used = set(ns_attrs.values())
+        leaves: list[_Leaf] = []
+        for raw, unit in sorted(node.functions.items()):
+            attr = attribute_name(raw)
+            if attr in used and raw in node.children:
+                warnings.append(f"function {unit.id}: `{attr}` is also a namespace; the method is `{attr}_`")
+                attr += "_"
+            base, n = attr, 2
+            while attr in used:
+                attr, n = f"{base}_{n}", n + 1
+            if attr != base and not base.endswith("_"):
+                warnings.append(f"function {unit.id}: method `{base}` is taken; named `{attr}`")
+            used.add(attr)
+            leaves.append(_Leaf(attr, _function_code(unit, attr, indent)))
+        for raw, unit in sorted(node.triggers.items()):
+            base = "on_" + attribute_name(raw).lstrip("_")
+            attr, n = base, 2
+            while attr in used:
+                attr, n = f"{base}_{n}", n + 1
+            if attr != base:
+                warnings.append(f"trigger type {unit.id}: helper `{base}` is taken; named `{attr}`")
+            used.add(attr)
+            leaves.append(_Leaf(attr, _trigger_code(unit, attr, indent)))
+        where = "::".join(node.path)
+        doc = f"Functions under ``{where}::``." if node.path else "Top-level functions and namespaces."
+        parts = [f"class {node.class_name}(_stubs.Namespace[_stubs.Mode]):", _docstring([doc], indent)]
+        for leaf in sorted(leaves, key=lambda lf: lf.attr):
+            parts.append("")
+            parts.append(leaf.code)
+        if node.children:
+            parts.append("")
+            parts.append(f"{indent}def __init__(self, runtime: _stubs.Runtime[_stubs.Mode]) -> None:")
+            parts.append(f"{indent}    super().__init__(runtime)")
+            for raw in sorted(node.children, key=lambda r: ns_attrs[r]):
+                parts.append(f"{indent}    self.{ns_attrs[raw]} = {node.children[raw].class_name}(runtime)")
+        out.append("\n".join(parts))
+    return out
+
+
+def _client_classes(root: _Node, spec: OutputSpec) -> list[str]:
+    out: list[str] = []
+    for kind, cls, mode, factory, what in (
+        ("sync", "Client", "Sync", "sync_runtime", "Blocking typed client: each call waits for the result."),
+        (
+            "async",
+            "AsyncClient",
+            "Async",
+            "async_runtime",
+            "Asynchronous typed client: each call is awaited.",
+        ),
+    ):
+        if kind not in spec.clients:
+            continue
+        doc = _docstring(
+            [
+                what,
+                "",
+                "Args:",
+                "    iii: A connected SDK client (``iii_typed.register_worker(...)``).",
+                "    namespace: Namespace the functions are called in (default: the SDK's rule,",
+                "        the caller's namespace).",
+            ],
+            "    ",
+        )
+        out.append(
+            f"class {cls}({root.class_name}[_stubs.{mode}]):\n{doc}\n\n"
+            f"    def __init__(self, iii: _stubs.StubTarget, *, namespace: str | None = None) -> None:\n"
+            f"        super().__init__(_stubs.{factory}(iii, namespace=namespace))"
+        )
+    return out
+
+
+def _wrap_words(prefix: str, words: Sequence[str], width: int = 100) -> list[str]:
+    lines: list[str] = []
+    current = prefix
+    for word in words:
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) > width and current:
+            lines.append(current)
+            current = word
+        else:
+            current = candidate
+    if current:
+        lines.append(current)
+    return lines
+
+
+def render(
+    catalog: Catalog,
+    spec: OutputSpec,
+    *,
+    command: str = "iii-typed codegen generate",
+    jobs: int | None = None,
+) -> Rendered:
+    """Generate the module for one output.
+
+    Args:
+        catalog: The catalog (live or from a snapshot; both give the same result).
+        spec: What to include.
+        command: The command named in the banner (no URL, no timestamp).
+        jobs: Worker processes for the generator; ``None`` uses up to 4 (one per core) when
+            there are at least :data:`PARALLEL_MIN_UNITS` units. The output never depends on it.
+
+    Returns:
+        The module text with warnings and per-entry digests.
+
+    Raises:
+        CodegenError: datamodel-code-generator failed on a schema, or produced something the merge
+            cannot place (the message names the function or trigger type).
+    """
+    selection = select(catalog, spec)
+    warnings = list(selection.warnings)
+    functions = [_function_unit(fn) for fn in selection.functions]
+    triggers = [_trigger_unit(tt) for tt in selection.trigger_types]
+    if not spec.trigger_helpers:
+        triggers = []
+    triggers = [t for t in triggers if any(s.prepared.kind != OPEN for s in t.sides)]
+    units = functions + triggers
+    for unit in units:
+        for side in unit.sides:
+            warnings.extend(f"{unit.label} ({side.label}): {w}" for w in side.prepared.warnings)
+    _assign_names(units)
+    with_models = [u for u in units if any(s.prepared.kind == "schema" for s in u.sides)]
+    documents: list[str] = []
+    assigned: list[set[str]] = []
+    for unit in with_models:
+        doc, names = _unit_document(unit)
+        documents.append(doc)
+        assigned.append(names)
+    try:
+        outputs = _run_generator(documents, jobs)
+    except Exception as exc:  # report which unit failed: retry one by one
+        for unit, doc in zip(with_models, documents, strict=True):
+            try:
+                _dcg.generate_one(doc)
+            except Exception as unit_exc:
+                raise CodegenError(f"{unit.label}: datamodel-code-generator failed: {unit_exc}") from unit_exc
+        raise CodegenError(f"datamodel-code-generator failed: {exc}") from exc
+    merged = _merge(with_models, outputs, assigned)
+    warnings.extend(merged.warnings)
+
+    root = _tree(functions, triggers)
+    namespaces = _namespace_classes(root, warnings)
+    clients = _client_classes(root, spec)
+    merged.froms.add(("iii_typed", "stubs", "_stubs"))
+    text_so_far = "\n".join([*merged.blocks.values(), *namespaces])
+    if re.search(r"\bAny\b", text_so_far) and ("typing", "Any", None) not in merged.froms:
+        merged.froms.add(("typing", "Any", None))
+    exported = sorted([*merged.blocks, *(c.split("(")[0].split()[1] for c in clients)])
+
+    ids = [u.id for u in functions]
+    banner = [
+        f"# Code generated by `{command}`. DO NOT EDIT.",
+        f"# Selection: {spec.describe()}.",
+        f"# Generators: iii-typed codegen {GENERATOR_VERSION}, datamodel-code-generator {_dcg_version()}.",
+    ]
+    summary = _wrap_words(
+        f"Typed client for {len(ids)} iii function{'s' if len(ids) != 1 else ''}" + (":" if ids else "."),
+        [f"``{i}``," for i in ids[:-1]] + ([f"``{ids[-1]}``."] if ids else []),
+    )
+    if triggers:
+        summary += ["", f"Trigger helpers: {', '.join(f'``{t.id}``' for t in triggers)}."]
+    summary += [
+        "",
+        "Build ``Client(iii)`` or ``AsyncClient(iii)`` from a connected ``iii_typed`` client; see",
+        "docs/codegen.md. Requests and results are validated against the registered schemas.",
+    ]
+    parts = [
+        "\n".join(banner),
+        _docstring(summary, ""),
+        "",
+        "from __future__ import annotations",
+        "",
+        _render_imports(merged.froms, merged.plains),
+        "",
+        "__all__ = [\n" + "".join(f"    {json.dumps(n)},\n" for n in exported) + "]",
+    ]
+    body = [*merged.blocks.values()]
+    if merged.rebuilds:
+        body.append("\n".join(merged.rebuilds))
+    body.extend(namespaces)
+    body.extend(clients)
+    digests = {u.label: u.digest for u in units}
+    digest_block = "\n".join([_DIGEST_HEADER, *(f"#   {label} {d}" for label, d in sorted(digests.items()))])
+    source = "\n".join(parts) + "\n\n\n" + "\n\n\n".join(body) + "\n\n\n" + digest_block + "\n"
+    return Rendered(source=source, warnings=warnings, digests=digests)
+
+
+def _dcg_version() -> str:
+    from datamodel_code_generator import get_version
+
+    return str(get_version())
+
+
+def read_digests(source: str) -> dict[str, str]:
+    """The digest block of a generated module (empty when it has none)."""
+    out: dict[str, str] = {}
+    in_block = False
+    for line in source.splitlines():
+        if line == _DIGEST_HEADER:
+            in_block = True
+            continue
+        if in_block:
+            match = _DIGEST_LINE.match(line)
+            if not match:
+                break
+            out[f"{match.group(1)} {match.group(2)}"] = match.group(3)
+    return out
