@@ -265,17 +265,19 @@ class Router:
             conn.id,
             self._config.namespace_grace_ms,
         )
-        self.spawn(self.set_namespace(conn, DEFAULT_NAMESPACE), name="namespace-grace")
+        self._fix_namespace(conn, DEFAULT_NAMESPACE)
+        self.spawn(self._drain(conn), name="namespace-grace")
 
-    async def set_namespace(self, conn: WorkerConnection, namespace: str) -> None:
-        """Fix a pending connection namespace and apply its buffered registrations in order."""
-        if conn.namespace is not None:
-            return
+    def _fix_namespace(self, conn: WorkerConnection, namespace: str) -> None:
+        """Set a pending connection's namespace; registrations now queue behind the buffer."""
         if conn.grace_handle is not None:
             conn.grace_handle.cancel()
             conn.grace_handle = None
         conn.namespace = namespace
         conn.draining = True
+
+    async def _drain(self, conn: WorkerConnection) -> None:
+        """Apply the buffered registrations in arrival order (including any queued meanwhile)."""
         try:
             while conn.buffer and not conn.closing:
                 frame = conn.buffer.pop(0)
@@ -285,6 +287,13 @@ class Router:
                     log.exception("applying buffered %s from worker %s failed", frame.type, conn.id)
         finally:
             conn.draining = False
+
+    async def set_namespace(self, conn: WorkerConnection, namespace: str) -> None:
+        """Fix a pending connection namespace and apply its buffered registrations in order (§3.4)."""
+        if conn.namespace is not None:
+            return
+        self._fix_namespace(conn, namespace)
+        await self._drain(conn)
 
     # ======================================================================================
     # Inbound messages
@@ -379,10 +388,21 @@ class Router:
             caller: WorkerConnection | None = None
         else:
             caller = conn
-        callee.executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
+        executing = callee.executing
+        if invocation_id in executing:
+            log.warning(
+                "invocation id %s reused while still in flight; the earlier call is dropped", invocation_id
+            )
+        executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
         fields = frame.__pydantic_fields_set__
         fields.discard("action")
         fields.discard("namespace")
+        if frame.metadata is None:
+            fields.discard("metadata")
+        if frame.traceparent is None:
+            fields.discard("traceparent")
+        if frame.baggage is None:
+            fields.discard("baggage")
         if not await callee.send(codec.encode(frame)):
             pending = callee.executing.pop(invocation_id, None)
             if pending is not None and caller is not None:
@@ -785,7 +805,7 @@ class Router:
             except TimeoutError:
                 raise InvocationError(
                     "TIMEOUT",
-                    f"invocation timed out after {int(timeout or 0) * 1000}ms",
+                    f"invocation timed out after {int((timeout or 0) * 1000)}ms",
                     function_id=function_id,
                 ) from None
             return None if value is JSON_NULL else value

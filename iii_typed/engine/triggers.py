@@ -194,17 +194,17 @@ class TriggerRegistry:
         conn.trigger_types.add(key)
         if old is not None and old.provider is not None and old.provider is not conn:
             old.provider.trigger_types.discard(key)
-        replay: list[TriggerBinding] = []
+        replay: dict[str, TriggerBinding] = {}
         if old is not None:
             for binding in old.bound.values():
                 self.active.pop(binding.id, None)
                 binding.status = "pending"
-                replay.append(binding)
+                replay[binding.id] = binding
             old.bound.clear()
         for binding in self.bindings.values():
-            if binding.status == "pending" and binding.trigger_type == frame.id and binding not in replay:
-                replay.append(binding)
-        for binding in replay:
+            if binding.status == "pending" and binding.trigger_type == frame.id:
+                replay.setdefault(binding.id, binding)
+        for binding in list(replay.values()):
             if self.bindings.get(binding.id) is binding and binding.status == "pending":
                 target = self.resolve(binding)
                 if target is entry:
@@ -235,6 +235,9 @@ class TriggerRegistry:
         for binding in orphans:
             self.active.pop(binding.id, None)
             binding.status = "pending"
+            ack = self._acks.get(binding.id)
+            if ack is not None and not ack.done():
+                ack.set_result(None)  # parked, not refused: engine::register_trigger still succeeds
         for binding in orphans:
             if self.bindings.get(binding.id) is not binding:
                 continue
