@@ -47,10 +47,18 @@ typecheck: $(STAMP) ## mypy --strict on the packages, the examples and the gener
 .PHONY: codegen
 codegen: $(STAMP) ## regenerate protocol models and example stubs from committed sources
 	$(PY) -m iii_codegen protocol
+	$(PY) -m iii_codegen catalog-schema
+	$(PY) -m iii_codegen generate --snapshot examples/catalog.json --config examples/codegen.toml
 
 .PHONY: codegen-check
 codegen-check: $(STAMP) ## fail if any generated file differs from a fresh regeneration
 	$(PY) -m iii_codegen protocol --check
+	$(PY) -m iii_codegen catalog-schema --check
+	$(PY) -m iii_codegen generate --snapshot examples/catalog.json --config examples/codegen.toml --check
+
+.PHONY: catalog
+catalog: $(STAMP) ## refresh examples/catalog.json from a live demo engine (engine + examples/orders_worker.py)
+	$(PY) -m iii_codegen.demo_catalog -o examples/catalog.json
 
 .PHONY: pytest
 pytest: $(STAMP) ## run the test suite only

@@ -96,7 +96,16 @@ class StubTarget(Protocol):
     async def trigger_async(self, request: Any, /) -> Any:
         """Async twin of :meth:`trigger`."""
 
-    def register_function(self, function_id: str, handler_or_invocation: Any, /, **kwargs: Any) -> Any:
+    def register_function(
+        self,
+        function_id: str,
+        handler_or_invocation: Any,
+        /,
+        *,
+        description: str | None = None,
+        request_format: Any = None,
+        response_format: Any = None,
+    ) -> Any:
         """Register a handler (used by trigger helpers)."""
 
     def register_trigger(self, trigger: Any, /) -> Any:
@@ -481,15 +490,14 @@ class TriggerHelperCall(Generic[Cfg, Pay, Ret]):
             config_adapter.validate_python(config), mode="json", by_alias=True, exclude_unset=True
         )
         wrapped = _typed_handler(handler, payload_adapter, return_adapter)
-        kwargs: dict[str, Any] = {"description": description}
-        for key, tp, adapter in (
-            ("request_format", helper.payload_type, payload_adapter),
-            ("response_format", helper.return_type, return_adapter),
-        ):
-            if tp is not Any:
-                kwargs[key] = adapter.json_schema()
         iii = self._runtime.iii
-        iii.register_function(function_id, wrapped, **kwargs)
+        iii.register_function(
+            function_id,
+            wrapped,
+            description=description,
+            request_format=_schema_or_none(helper.payload_type, payload_adapter),
+            response_format=_schema_or_none(helper.return_type, return_adapter),
+        )
         trigger: dict[str, Any] = {
             "type": helper.trigger_type,
             "function_id": function_id,
@@ -498,6 +506,11 @@ class TriggerHelperCall(Generic[Cfg, Pay, Ret]):
         if metadata is not None:
             trigger["metadata"] = dict(metadata)
         return iii.register_trigger(trigger)
+
+
+def _schema_or_none(tp: Any, adapter: TypeAdapter[Any]) -> dict[str, Any] | None:
+    # The registered function advertises the trigger type's schemas; an open side has none.
+    return None if tp is Any else adapter.json_schema()
 
 
 def _typed_handler(

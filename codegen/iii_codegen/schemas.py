@@ -21,7 +21,7 @@ What it handles:
 * defaults the generator cannot type under mypy are dropped (objects, arrays other than ``[]``,
   defaults beside ``$ref``/``allOf``/``anyOf``/``oneOf``, defaults of formatted strings, defaults of
   the wrong type): the server applies its own defaults, and requests leave unset fields out;
-* a title with spaces and no description becomes the description (the docstring).
+* an object's title with spaces and no description becomes the description (the docstring).
 """
 
 from __future__ import annotations
@@ -328,7 +328,14 @@ class _Preparer:
             # A bare object is a free-form map, not an empty model that would drop every key.
             out["additionalProperties"] = {}
         title = out.get("title")
-        if isinstance(title, str) and " " in title.strip() and "description" not in out:
+        if (
+            isinstance(title, str)
+            and " " in title.strip()
+            and "description" not in out
+            and (out.get("type") == "object" or "properties" in out)
+        ):
+            # A sentence-like title of a model is its docstring (pydantic's per-field titles such
+            # as "Created At" are not: they only repeat the field name).
             out["description"] = title.strip()
         return out
 

@@ -533,8 +533,8 @@ def _function_code(unit: _Unit, attr: str, indent: str) -> str:
         indent, f"{attr}: _stubs.Function[{req}, {res}]", "_stubs.Function", [json.dumps(unit.id), req, res]
     )
     doc = _description_lines(unit.description)
-    summary = f"``{unit.id}``: ``{req}`` → ``{res}``."
-    lines = [*doc, "", summary] if doc else [summary]
+    summary = _wrap_words("", f"``{unit.id}``: ``{req}`` → ``{res}``.".split(" "), _LINE - len(indent) - 6)
+    lines = [*doc, "", *summary] if doc else summary
     return code + "\n" + _docstring(lines, indent)
 
 
@@ -547,11 +547,13 @@ def _trigger_code(unit: _Unit, attr: str, indent: str) -> str:
         [json.dumps(unit.id), cfg, pay, ret],
     )
     doc = _description_lines(unit.description)
-    summary = (
+    summary = _wrap_words(
+        "",
         f"Register a handler for trigger type ``{unit.id}``: config ``{cfg}``, payload ``{pay}``,"
-        f" return ``{ret}``."
+        f" return ``{ret}``.".split(" "),
+        _LINE - len(indent) - 4,
     )
-    lines = [*doc, "", summary] if doc else [summary]
+    lines = [*doc, "", *summary] if doc else summary
     return code + "\n" + _docstring(lines, indent)
 
 
