@@ -89,7 +89,7 @@ def _outputs(args: argparse.Namespace) -> dict[Path, OutputSpec]:
         return {Path(args.output): cli_spec(args.functions, args.workers, args.triggers)}
     if args.functions or args.workers or args.triggers:
         raise ConfigError("--functions/--workers/--triggers need -o (a config file lists its own globs)")
-    config = Path(args.config) if args.config else find_config(Path.cwd())
+    config = Path(args.config) if args.config else find_config(Path())
     if config is None:
         raise ConfigError(
             "give -o FILE.py, or a config: codegen.toml or [tool.iii-typed.codegen] in pyproject.toml"
