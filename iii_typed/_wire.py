@@ -103,6 +103,10 @@ def fragments(data: bytes, size: int = FRAGMENT_BYTES) -> Iterator[bytes]:
         end = min(start + size, total)
         while end < total and end > start and (data[end] & 0xC0) == 0x80:
             end -= 1  # back off from a UTF-8 continuation byte
+        if end == start:  # a code point longer than ``size``: keep it whole
+            end = start + 1
+            while end < total and (data[end] & 0xC0) == 0x80:
+                end += 1
         yield bytes(view[start:end])
         start = end
 
