@@ -54,10 +54,8 @@ def assert_same_structure(expected: Any, actual: Any, path: str = "") -> None:
     where = path or "<frame>"
     if path in SHAPE_PATHS:
         assert type(actual) is type(expected), f"{where}: {actual!r} is not shaped like {expected!r}"
-        if (
-            path.endswith(("invocation_id", "worker_id", "reattach_token"))
-            or (path == "id"
-            and _is_uuid(expected))
+        if path.endswith(("invocation_id", "worker_id", "reattach_token")) or (
+            path == "id" and _is_uuid(expected)
         ):
             assert _is_uuid(actual), f"{where}: {actual!r} is not a UUID"
         return
