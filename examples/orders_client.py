@@ -65,23 +65,6 @@ class LineItem(StubModel):
     """
 
 
-class Order(StubModel):
-    """
-    An order as stored by the service.
-    """
-
-    model_config = ConfigDict(
-        populate_by_name=True,
-        use_attribute_docstrings=True,
-    )
-    created_at: Annotated[datetime, Field(title="Created At")]
-    customer: Annotated[str, Field(title="Customer")]
-    id: Annotated[str, Field(title="Id")]
-    items: Annotated[list[LineItem], Field(title="Items")]
-    status: Annotated[Literal["open", "cancelled"], Field(title="Status")]
-    total_cents: Annotated[int, Field(title="Total Cents")]
-
-
 class CreateOrderInput(StubModel):
     """
     Input of ``orders::create``.
@@ -112,6 +95,23 @@ class ListOrdersInput(StubModel):
     Only this customer's orders.
     """
     status: Annotated[Literal["open", "cancelled"] | None, Field(title="Status")] = None
+
+
+class Order(StubModel):
+    """
+    An order as stored by the service.
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True,
+        use_attribute_docstrings=True,
+    )
+    created_at: Annotated[datetime, Field(title="Created At")]
+    customer: Annotated[str, Field(title="Customer")]
+    id: Annotated[str, Field(title="Id")]
+    items: Annotated[list[LineItem], Field(title="Items")]
+    status: Annotated[Literal["open", "cancelled"], Field(title="Status")]
+    total_cents: Annotated[int, Field(title="Total Cents")]
 
 
 class OrderList(StubModel):

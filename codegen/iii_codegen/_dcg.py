@@ -19,11 +19,13 @@ Options follow codegen.md §2.8, with the traps of §2.2 to §3 handled:
 
 from __future__ import annotations
 
+import json
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["LINE_LENGTH", "generate_many", "generate_one"]
+__all__ = ["LINE_LENGTH", "generate_many", "generate_one", "main"]
 
 LINE_LENGTH = 110
 _BASE_CLASS = "iii_typed.stubs.StubModel"
@@ -84,3 +86,24 @@ def generate_one(document: str) -> tuple[str, list[str]]:
 def generate_many(documents: Sequence[str]) -> list[tuple[str, list[str]]]:
     """:func:`generate_one` over several documents, in order (the unit of a worker process)."""
     return [generate_one(doc) for doc in documents]
+
+
+def main() -> int:
+    """Worker process: a JSON list of documents on stdin, a JSON list of results on stdout.
+
+    Each result is ``{"source": str, "warnings": [str]}`` or ``{"error": str}``.
+    """
+    documents = json.loads(sys.stdin.buffer.read())
+    results: list[dict[str, Any]] = []
+    for doc in documents:
+        try:
+            source, messages = generate_one(doc)
+            results.append({"source": source, "warnings": messages})
+        except Exception as exc:  # reported by the parent, which names the unit
+            results.append({"error": f"{type(exc).__name__}: {exc}"})
+    sys.stdout.buffer.write(json.dumps(results).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,12 +7,14 @@ Pipeline: *select → prepare → name → generate → merge → emit* (docs/co
    (:mod:`iii_codegen.schemas`);
 3. **name** every entry across the whole module (:mod:`iii_codegen.naming`): identical types share
    a class, different types that want one name are qualified by their owner's id;
-4. **generate** pydantic models with datamodel-code-generator, one in-process call per function
-   or trigger type (a *unit*), so a unit's classes depend only on its own schemas and the names;
-   large catalogs use worker processes; the result does not depend on how many;
-5. **merge** the units' modules: imports are combined, shared classes kept once, and a class
-   name the generator derived (``CreateOrderInputAddress``) that another unit already uses for a
-   different class is renamed in the later unit (``CreateOrderInputAddress2``);
+4. **generate** pydantic models with datamodel-code-generator's Python API in-process, a few units
+   (functions or trigger types) per call; a unit's classes depend only on its own schemas and the
+   names, so the grouping does not show in the result (a unit whose field names shadow imports
+   gets a call of its own); on machines with 4+ cores large catalogs use worker processes;
+5. **merge** the calls' modules: imports are combined, shared classes kept once, a class name the
+   generator derived (``CreateOrderInputAddress``) that another type already uses is renamed
+   (``CreateOrderInputAddress2``), and the classes are ordered by name with definitions before
+   their uses (recursive models are rebuilt at the end), so a new type only inserts lines;
 6. **emit** the namespaces, ``Client`` and ``AsyncClient`` (runtime in :mod:`iii_typed.stubs`).
 
 Everything is sorted and free of timestamps and absolute paths, so the same catalog, in any order,
@@ -23,14 +25,18 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import heapq
 import io
 import json
 import os
 import re
+import subprocess
 import sys
 import tokenize
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import _dcg
@@ -41,12 +47,14 @@ from .naming import (
     attribute_name,
     pascal_case,
     qualifier,
+    snake_case,
     split_words,
     unique_attribute_names,
 )
 from .schemas import LOCAL_REF, NULL, OPEN, PreparedSide, canonical_json, prepare_side
 
 __all__ = [
+    "CHUNK_UNITS",
     "GENERATOR_VERSION",
     "PARALLEL_MIN_UNITS",
     "CodegenError",
@@ -58,8 +66,10 @@ __all__ = [
 
 #: Version of the emitted shape; recorded in the banner, bumped when generated code changes.
 GENERATOR_VERSION = 1
-#: Catalogs with at least this many units generate in worker processes.
-PARALLEL_MIN_UNITS = 64
+#: Units (functions and trigger types) per datamodel-code-generator call.
+CHUNK_UNITS = 8
+#: With 4 or more cores, catalogs of at least this many units generate in worker processes.
+PARALLEL_MIN_UNITS = 256
 _LINE = _dcg.LINE_LENGTH
 _FUNCTION_SIDES = (("request", "Input"), ("response", "Result"))
 _TRIGGER_SIDES = (("config", "Config"), ("payload", "Payload"), ("return", "Return"))
@@ -209,9 +219,10 @@ def _assign_names(units: list[_Unit]) -> None:
     # Still clashing (or reserved): suffix 2, 3… in a stable order, unqualified names first.
     final: dict[str, str] = {}
     used: set[str] = set(RESERVED_MODULE_NAMES)
-    first_owner = {
-        c.identity: min(d.owner for d in candidates if d.identity == c.identity) for c in candidates
-    }
+    first_owner: dict[str, str] = {}
+    for cand in candidates:
+        if cand.identity not in first_owner or cand.owner < first_owner[cand.identity]:
+            first_owner[cand.identity] = cand.owner
     for identity in sorted(proposed, key=lambda i: (i in qualified, first_owner[i], proposed[i], i)):
         base = proposed[identity]
         name = base
@@ -246,7 +257,7 @@ def _resolve_refs(node: Any, names: dict[str, str]) -> Any:
     return node
 
 
-def _unit_document(unit: _Unit) -> tuple[str, set[str]]:
+def _unit_defs(unit: _Unit) -> dict[str, Any]:
     defs: dict[str, Any] = {}
     for side in unit.sides:
         prep = side.prepared
@@ -255,7 +266,84 @@ def _unit_document(unit: _Unit) -> tuple[str, set[str]]:
         local = {key: unit.names[(side.label, key)] for key in prep.entries}
         for key, entry in prep.entries.items():
             defs[local[key]] = _resolve_refs(entry.schema, local)
-    return canonical_json({"$defs": dict(sorted(defs.items()))}), set(defs)
+    return defs
+
+
+@dataclass
+class _Chunk:
+    units: list[_Unit]
+    defs: dict[str, Any]
+
+    @property
+    def document(self) -> str:
+        return canonical_json({"$defs": dict(sorted(self.defs.items()))})
+
+    @property
+    def label(self) -> str:
+        return ", ".join(u.label for u in self.units)
+
+
+# Field names that make datamodel-code-generator alias an import for the whole module it writes
+# (`from datetime import date as date_aliased` when a field is called `date`).
+_SHADOWING_FIELDS = frozenset(
+    n.lower()
+    for n in (
+        *RESERVED_MODULE_NAMES,
+        "date",
+        "datetime",
+        "time",
+        "timedelta",
+        "uuid",
+        "decimal",
+        "Dict",
+        "List",
+    )
+)
+
+
+def _shadows_imports(unit: _Unit) -> bool:
+    def walk(node: Any) -> bool:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict) and any(
+                k.lower() in _SHADOWING_FIELDS or snake_case(k) in _SHADOWING_FIELDS for k in props
+            ):
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+
+    return any(walk(entry.schema) for side in unit.sides for entry in side.prepared.entries.values())
+
+
+def _chunks(units: list[_Unit], size: int) -> list[_Chunk]:
+    # Several units per generator call: each call has a fixed cost of a few ms. The result does
+    # not depend on the grouping (names are unique per type, blocks are ordered by name), except
+    # that a unit whose field names shadow imports changes the imports of its whole call: such a
+    # unit gets a call of its own.
+    out: list[_Chunk] = []
+    group: list[_Unit] = []
+
+    def flush() -> None:
+        if group:
+            defs: dict[str, Any] = {}
+            for unit in group:
+                defs.update(_unit_defs(unit))
+            out.append(_Chunk(list(group), defs))
+            group.clear()
+
+    for unit in units:
+        if _shadows_imports(unit):
+            flush()
+            group.append(unit)
+            flush()
+            continue
+        group.append(unit)
+        if len(group) >= size:
+            flush()
+    flush()
+    return out
 
 
 # -- generation ----------------------------------------------------------------------------
@@ -263,22 +351,45 @@ def _unit_document(unit: _Unit) -> tuple[str, set[str]]:
 
 def _run_generator(documents: list[str], jobs: int | None) -> list[tuple[str, list[str]]]:
     if jobs is None:
-        jobs = min(4, os.cpu_count() or 1) if len(documents) >= PARALLEL_MIN_UNITS else 1
+        cores = os.cpu_count() or 1
+        jobs = min(4, cores) if cores >= 4 and len(documents) * CHUNK_UNITS >= PARALLEL_MIN_UNITS else 1
     workers = max(1, min(jobs, len(documents)))
     if workers < 2:
         return _dcg.generate_many(documents)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    chunks = [documents[i::workers] for i in range(workers)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-        results = list(pool.map(_dcg.generate_many, chunks))
+    # Worker *processes* started explicitly (not multiprocessing: its spawn and forkserver modes
+    # re-import the caller's __main__, and fork is unsafe in a process that has threads).
+    shares = [documents[i::workers] for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(_run_worker, shares))
     ordered: list[tuple[str, list[str]]] = [("", [])] * len(documents)
-    for offset, chunk_result in enumerate(results):
-        for i, item in enumerate(chunk_result):
+    for offset, share in enumerate(results):
+        for i, item in enumerate(share):
             ordered[offset + i * workers] = item
     return ordered
+
+
+def _run_worker(documents: list[str]) -> list[tuple[str, list[str]]]:
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "iii_codegen._dcg"],
+        input=json.dumps(documents).encode(),
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace")[-1000:]
+        raise CodegenError(f"a generator worker process failed (exit {proc.returncode}): {tail}")
+    out: list[tuple[str, list[str]]] = []
+    for item in json.loads(proc.stdout):
+        if "error" in item:
+            raise CodegenError(str(item["error"]))
+        out.append((str(item["source"]), [str(w) for w in item["warnings"]]))
+    return out
 
 
 # -- merging -------------------------------------------------------------------------------
@@ -288,6 +399,7 @@ def _run_generator(documents: list[str], jobs: int | None) -> list[tuple[str, li
 class _Block:
     name: str
     text: str
+    node: ast.stmt
 
 
 @dataclass
@@ -295,13 +407,12 @@ class _Parsed:
     froms: set[tuple[str, str, str | None]]
     plains: set[tuple[str, str | None]]
     blocks: list[_Block]
-    rebuilds: list[str]
 
 
-def _parse_unit(source: str, label: str) -> _Parsed:
+def _parse_module(source: str, label: str) -> _Parsed:
     tree = ast.parse(source)
     lines = source.splitlines()
-    out = _Parsed(set(), set(), [], [])
+    out = _Parsed(set(), set(), [])
     for node in tree.body:
         start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         text = "\n".join(lines[start - 1 : node.end_lineno])
@@ -313,13 +424,11 @@ def _parse_unit(source: str, label: str) -> _Parsed:
             for alias in node.names:
                 out.plains.add((alias.name, alias.asname))
         elif isinstance(node, ast.ClassDef):
-            out.blocks.append(_Block(node.name, text))
+            out.blocks.append(_Block(node.name, text, node))
         elif (
             isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
         ):
-            out.blocks.append(_Block(node.targets[0].id, text))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            out.blocks.append(_Block(node.target.id, text))
+            out.blocks.append(_Block(node.targets[0].id, text, node))
         elif (
             isinstance(node, ast.Expr)
             and isinstance(node.value, ast.Constant)
@@ -333,7 +442,7 @@ def _parse_unit(source: str, label: str) -> _Parsed:
             and isinstance(node.value.func, ast.Attribute)
             and node.value.func.attr == "model_rebuild"
         ):
-            out.rebuilds.append(text)
+            continue  # recomputed for the merged order (see _order)
         else:
             raise CodegenError(f"{label}: unexpected statement in generated models: {text[:80]!r}")
     return out
@@ -359,57 +468,148 @@ def _rename(text: str, renames: dict[str, str]) -> str:
 class _Merged:
     froms: set[tuple[str, str, str | None]] = field(default_factory=set)
     plains: set[tuple[str, str | None]] = field(default_factory=set)
-    blocks: dict[str, str] = field(default_factory=dict)
-    rebuilds: list[str] = field(default_factory=list)
+    blocks: dict[str, _Block] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
 
-def _merge(units: list[_Unit], outputs: list[tuple[str, list[str]]], assigned: list[set[str]]) -> _Merged:
+def _merge(chunks: list[_Chunk], outputs: list[tuple[str, list[str]]]) -> _Merged:
     merged = _Merged()
-    all_assigned = set().union(*assigned) if assigned else set()
-    for unit, (source, messages), own in zip(units, outputs, assigned, strict=True):
-        for message in messages:
-            merged.warnings.append(f"{unit.label}: {message}")
-        parsed = _parse_unit(source, unit.label)
+    canonical: dict[str, str] = {}  # block text with import aliases undone, for comparisons
+    all_assigned = {name for chunk in chunks for name in chunk.defs}
+    for chunk, (source, messages) in zip(chunks, outputs, strict=True):
+        merged.warnings.extend(f"{chunk.label}: {message}" for message in messages)
+        parsed = _parse_module(source, chunk.label)
         names = {b.name for b in parsed.blocks}
-        missing = sorted(own - names)
+        missing = sorted(set(chunk.defs) - names)
         if missing:
-            raise CodegenError(f"{unit.label}: the generator did not produce {', '.join(missing)}")
+            raise CodegenError(f"{chunk.label}: the generator did not produce {', '.join(missing)}")
+        # `from datetime import date as date_aliased` (a field is called `date`) must not make
+        # the same class look different in two chunks.
+        unalias = {asname: name for _, name, asname in parsed.froms if asname is not None}
         renames: dict[str, str] = {}
-        taken = all_assigned | set(merged.blocks) | RESERVED_MODULE_NAMES
+        taken = all_assigned | set(merged.blocks) | RESERVED_MODULE_NAMES | names
         for block in parsed.blocks:
-            if block.name in own:
+            if block.name in chunk.defs:
                 continue
             clash = block.name in all_assigned or block.name in RESERVED_MODULE_NAMES
             if not clash and block.name in merged.blocks:
-                clash = merged.blocks[block.name] != block.text
+                clash = canonical[block.name] != _rename(block.text, unalias)
             if clash:
                 n = 2
-                while f"{block.name}{n}" in taken or f"{block.name}{n}" in names:
+                while f"{block.name}{n}" in taken:
                     n += 1
                 renames[block.name] = f"{block.name}{n}"
                 taken.add(renames[block.name])
         if renames:
             merged.warnings.append(
-                f"{unit.label}: renamed "
+                f"{chunk.label}: renamed "
                 + ", ".join(f"{old} -> {new}" for old, new in sorted(renames.items()))
                 + " (the name is taken by another type)"
             )
         for block in parsed.blocks:
             name = renames.get(block.name, block.name)
             text = _rename(block.text, renames)
+            plain = _rename(text, unalias)
             if name in merged.blocks:
-                if merged.blocks[name] != text:
-                    raise CodegenError(f"{unit.label}: two different definitions of {name}")
+                if canonical[name] != plain:
+                    raise CodegenError(f"{chunk.label}: two different definitions of {name}")
                 continue
-            merged.blocks[name] = text
-        for line in parsed.rebuilds:
-            line = _rename(line, renames)
-            if line not in merged.rebuilds:
-                merged.rebuilds.append(line)
+            node = block.node if text == block.text else ast.parse(text).body[0]
+            merged.blocks[name] = _Block(name, text, node)
+            canonical[name] = plain
         merged.froms |= parsed.froms
         merged.plains |= parsed.plains
     return merged
+
+
+def _references(block: _Block, known: set[str]) -> tuple[set[str], set[str]]:
+    """Names of other blocks that ``block`` uses: ``(all, eager)``.
+
+    *Eager* uses are evaluated when the statement runs (base classes, the value of a
+    ``TypeAliasType``); the rest are annotations, resolved later. Forward references written as
+    strings (``"list[Json]"``) count as lazy uses; docstrings do not count.
+    """
+    node = block.node
+    docstrings = {
+        id(stmt.value)
+        for stmt in ast.walk(node)
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+    }
+    used: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and sub.id in known:
+            used.add(sub.id)
+        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and id(sub) not in docstrings:
+            try:
+                expr = ast.parse(sub.value, mode="eval")
+            except SyntaxError:
+                continue
+            used |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and n.id in known}
+    eager_roots: list[ast.AST] = []
+    if isinstance(node, ast.ClassDef):
+        eager_roots = [*node.bases, *node.keywords]
+    elif isinstance(node, ast.Assign):
+        eager_roots = [node.value]
+    eager = {
+        n.id for root in eager_roots for n in ast.walk(root) if isinstance(n, ast.Name) and n.id in known
+    }
+    used.discard(block.name)
+    eager.discard(block.name)
+    return used, eager
+
+
+def _order(blocks: dict[str, _Block]) -> tuple[list[str], list[str]]:
+    """A stable order for the model blocks, and the classes to rebuild after all of them.
+
+    Definitions come before their uses wherever possible, otherwise by name (the smallest
+    available name first), so a new type only inserts its blocks. Cycles (recursive models) are
+    broken at the smallest name whose eager uses are already defined; a class that refers to a
+    later one is rebuilt at the end (``Model.model_rebuild()``).
+
+    Raises:
+        CodegenError: base classes or aliases form a cycle (not a valid module).
+    """
+    known = set(blocks)
+    uses: dict[str, set[str]] = {}
+    eager: dict[str, set[str]] = {}
+    for name, block in blocks.items():
+        uses[name], eager[name] = _references(block, known)
+    users: dict[str, set[str]] = {name: set() for name in blocks}
+    for name, deps in uses.items():
+        for dep in deps:
+            users[dep].add(name)
+    waiting = {name: len(deps) for name, deps in uses.items()}
+    ready = [name for name, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    done: set[str] = set()
+    order: list[str] = []
+    while len(order) < len(blocks):
+        if ready:
+            name = heapq.heappop(ready)
+        else:
+            candidates = sorted(n for n in blocks if n not in done and eager[n] <= done)
+            if not candidates:
+                stuck = sorted(n for n in blocks if n not in done)
+                raise CodegenError(
+                    f"types that cannot be ordered (cyclic base classes?): {', '.join(stuck[:5])}"
+                )
+            name = candidates[0]
+        if name in done:
+            continue
+        done.add(name)
+        order.append(name)
+        for user in users[name]:
+            waiting[user] -= 1
+            if waiting[user] == 0 and user not in done:
+                heapq.heappush(ready, user)
+    position = {name: i for i, name in enumerate(order)}
+    rebuild = [
+        name
+        for name in order
+        if isinstance(blocks[name].node, ast.ClassDef)
+        and any(position[dep] > position[name] for dep in uses[name])
+    ]
+    return order, rebuild
 
 
 # -- emitting ------------------------------------------------------------------------------
@@ -667,6 +867,7 @@ def render(
     *,
     command: str = "iii-typed codegen generate",
     jobs: int | None = None,
+    chunk_units: int = CHUNK_UNITS,
 ) -> Rendered:
     """Generate the module for one output.
 
@@ -674,8 +875,12 @@ def render(
         catalog: The catalog (live or from a snapshot; both give the same result).
         spec: What to include.
         command: The command named in the banner (no URL, no timestamp).
-        jobs: Worker processes for the generator; ``None`` uses up to 4 (one per core) when
-            there are at least :data:`PARALLEL_MIN_UNITS` units. The output never depends on it.
+        jobs: Worker processes for the generator; ``None`` uses one per core (at most 4) on
+            machines with 4 or more cores when there are at least :data:`PARALLEL_MIN_UNITS`
+            units. The output never depends on it.
+        chunk_units: Units per generator call (fewer calls is faster). The output does not depend
+            on it, except that two anonymous nested types deriving one name inside one call are
+            numbered by the generator instead of renamed by the merge.
 
     Returns:
         The module text with warnings and per-entry digests.
@@ -696,30 +901,29 @@ def render(
         for side in unit.sides:
             warnings.extend(f"{unit.label} ({side.label}): {w}" for w in side.prepared.warnings)
     _assign_names(units)
-    with_models = [u for u in units if any(s.prepared.kind == "schema" for s in u.sides)]
-    documents: list[str] = []
-    assigned: list[set[str]] = []
-    for unit in with_models:
-        doc, names = _unit_document(unit)
-        documents.append(doc)
-        assigned.append(names)
+    chunks = _chunks([u for u in units if any(s.prepared.kind == "schema" for s in u.sides)], chunk_units)
+    documents = [chunk.document for chunk in chunks]
     try:
         outputs = _run_generator(documents, jobs)
-    except Exception as exc:  # report which unit failed: retry one by one
-        for unit, doc in zip(with_models, documents, strict=True):
-            try:
-                _dcg.generate_one(doc)
-            except Exception as unit_exc:
-                raise CodegenError(f"{unit.label}: datamodel-code-generator failed: {unit_exc}") from unit_exc
+    except Exception as exc:  # name the unit that failed: retry one by one
+        for chunk in chunks:
+            for unit in chunk.units:
+                try:
+                    _dcg.generate_one(canonical_json({"$defs": dict(sorted(_unit_defs(unit).items()))}))
+                except Exception as unit_exc:
+                    raise CodegenError(
+                        f"{unit.label}: datamodel-code-generator failed: {unit_exc}"
+                    ) from unit_exc
         raise CodegenError(f"datamodel-code-generator failed: {exc}") from exc
-    merged = _merge(with_models, outputs, assigned)
+    merged = _merge(chunks, outputs)
     warnings.extend(merged.warnings)
+    order, rebuild = _order(merged.blocks)
 
     root = _tree(functions, triggers)
     namespaces = _namespace_classes(root, warnings)
     clients = _client_classes(root, spec)
     merged.froms.add(("iii_typed", "stubs", "_stubs"))
-    text_so_far = "\n".join([*merged.blocks.values(), *namespaces])
+    text_so_far = "\n".join([*(b.text for b in merged.blocks.values()), *namespaces])
     if re.search(r"\bAny\b", text_so_far) and ("typing", "Any", None) not in merged.froms:
         merged.froms.add(("typing", "Any", None))
     exported = sorted([*merged.blocks, *(c.split("(")[0].split()[1] for c in clients)])
@@ -751,9 +955,9 @@ def render(
         "",
         "__all__ = [\n" + "".join(f"    {json.dumps(n)},\n" for n in exported) + "]",
     ]
-    body = [*merged.blocks.values()]
-    if merged.rebuilds:
-        body.append("\n".join(merged.rebuilds))
+    body = [merged.blocks[name].text for name in order]
+    if rebuild:
+        body.append("\n".join(f"{name}.model_rebuild()" for name in rebuild))
     body.extend(namespaces)
     body.extend(clients)
     digests = {u.label: u.digest for u in units}

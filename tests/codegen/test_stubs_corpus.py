@@ -146,9 +146,11 @@ def _shuffle_keys(value: Any, rng: random.Random) -> Any:
     return value
 
 
-def test_parallel_generation_gives_the_same_bytes(generated: Generated) -> None:
-    everything = [fn for case in CASES for fn in case.functions]
-    assert render(Catalog(functions=everything), EVERYTHING, jobs=2).source == generated.combined_source
+def test_worker_processes_and_grouping_do_not_change_the_bytes(generated: Generated) -> None:
+    catalog = Catalog(functions=[fn for case in CASES for fn in case.functions])
+    assert render(catalog, EVERYTHING, jobs=2).source == generated.combined_source
+    assert render(catalog, EVERYTHING, chunk_units=1).source == generated.combined_source
+    assert render(catalog, EVERYTHING, chunk_units=len(catalog.functions)).source == generated.combined_source
 
 
 def _type_names(module: ModuleType, function_id: str) -> tuple[str, str]:

@@ -1,0 +1,147 @@
+"""Benchmark: typed-stub generation time for a synthetic catalog (goal: 500 functions in < 5 s).
+
+    .venv/bin/python bench/codegen_bench.py [--functions 500] [--repeat 3] [--write]
+
+Each synthetic function has a request and a response object of 3 to 8 fields mixing strings,
+bounded integers, string enums, ``date-time``/``uuid`` strings, nullable type arrays, maps, string
+arrays, nested inline objects (up to 3 levels) and a ``$ref`` to a per-function ``$defs/Money``
+(shared by every function, so it is one class). The timed step is :func:`iii_codegen.stubgen.render`
+(selection, preparation, naming, datamodel-code-generator, merge, emission) in one process, after one
+warm-up call; ``jobs=1`` is the serial path, ``auto`` uses worker processes (one per core, at most 4).
+With ``--write`` the results replace the "Code generation" section of ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from iii_codegen.catalog import Catalog, FunctionEntry
+from iii_codegen.config import OutputSpec
+from iii_codegen.stubgen import render
+
+__all__ = ["main", "synthetic_catalog"]
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+_BEGIN = "<!-- codegen-bench:begin -->"
+_END = "<!-- codegen-bench:end -->"
+_MONEY = {
+    "type": "object",
+    "title": "Money",
+    "properties": {"amount": {"type": "integer"}, "currency": {"type": "string"}},
+    "required": ["amount"],
+}
+
+
+def _side(rng: random.Random, depth: int = 0) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for i in range(rng.randint(3, 8)):
+        kind = rng.choice(["str", "int", "enum", "dt", "null", "map", "arr", "obj", "money", "uuid"])
+        if kind == "obj" and depth >= 2:
+            kind = "str"
+        name = f"f{i}_{kind}"
+        props[name] = {
+            "str": {"type": "string", "description": "A string."},
+            "int": {"type": "integer", "minimum": 0},
+            "enum": {"type": "string", "enum": ["a", "b", "c-d"]},
+            "dt": {"type": "string", "format": "date-time"},
+            "uuid": {"type": "string", "format": "uuid"},
+            "null": {"type": ["string", "null"]},
+            "map": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "arr": {"type": "array", "items": {"type": "string"}},
+            "money": {"$ref": "#/$defs/Money"},
+        }.get(kind) or _side(rng, depth + 1)
+    return {"type": "object", "properties": props, "required": sorted(props)[:2]}
+
+
+def synthetic_catalog(functions: int, seed: int = 1) -> Catalog:
+    """A catalog of ``functions`` functions over 20 namespaces (deterministic for a seed)."""
+    rng = random.Random(seed)
+    entries = []
+    for i in range(functions):
+        entries.append(
+            FunctionEntry(
+                function_id=f"svc{i % 20}::op_{i}",
+                request_schema={**_side(rng), "$defs": {"Money": _MONEY}},
+                response_schema={**_side(rng), "$defs": {"Money": _MONEY}},
+            )
+        )
+    return Catalog(functions=entries)
+
+
+def _time(catalog: Catalog, jobs: int | None, repeat: int) -> tuple[float, int]:
+    spec = OutputSpec(functions=("*",))
+    times = []
+    lines = 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        source = render(catalog, spec, jobs=jobs).source
+        times.append(time.perf_counter() - start)
+        lines = source.count("\n")
+    return statistics.median(times), lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print a table and optionally write it to ``bench/RESULTS.md``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--functions", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
+    args = parser.parse_args(argv)
+
+    render(synthetic_catalog(2, seed=99), OutputSpec(functions=("*",)))  # warm-up: lazy imports
+    catalog = synthetic_catalog(args.functions)
+    rows = []
+    for label, jobs in (("serial (jobs=1)", 1), ("auto (worker processes)", None)):
+        seconds, lines = _time(catalog, jobs, args.repeat)
+        rows.append((label, seconds, lines))
+    goal = 5.0
+    table = [
+        f"Command: `.venv/bin/python bench/codegen_bench.py --functions {args.functions}"
+        f" --repeat {args.repeat} --write`",
+        "",
+        f"Machine: {os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}.",
+        f"Catalog: {args.functions} functions (request + response objects, nested objects, enums,"
+        " formats, maps, a shared `$defs/Money`).",
+        "",
+        "| mode | total (median) | per function | generated lines | goal < 5 s |",
+        "|---|---|---|---|---|",
+    ]
+    for label, seconds, lines in rows:
+        per = seconds / args.functions * 1000
+        table.append(
+            f"| {label} | {seconds:.2f} s | {per:.1f} ms | {lines} | {'yes' if seconds < goal else 'no'} |"
+        )
+    text = "\n".join(table)
+    print(text)
+    if args.write:
+        section = f"## Code generation (typed client stubs)\n\n{_BEGIN}\n{text}\n{_END}\n"
+        old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+        pattern = re.compile(
+            r"## Code generation \(typed client stubs\)\n\n"
+            + re.escape(_BEGIN)
+            + ".*?"
+            + re.escape(_END)
+            + "\n",
+            re.S,
+        )
+        new = (
+            pattern.sub(lambda _: section, old)
+            if pattern.search(old)
+            else old.rstrip("\n") + "\n\n" + section
+        )
+        RESULTS.write_text(new, encoding="utf-8")
+        print(f"\nwrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
