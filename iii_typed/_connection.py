@@ -36,7 +36,8 @@ log = logging.getLogger("iii_typed")
 #: Frames kept while disconnected; the oldest is dropped (with a warning) beyond this.
 MAX_QUEUED_FRAMES: Final = 1000
 
-#: Seconds to wait for the engine's answer to our close frame.
+#: Seconds to wait at most for the engine's answer to our close frame (less when the keepalive
+#: timeout is shorter).
 CLOSE_TIMEOUT_S: Final = 2.0
 
 #: Seconds allowed for the opening handshake of one attempt.
@@ -96,6 +97,11 @@ class Connection:
         self.url = url
         self._options = options
         self._reconnect = options.reconnection
+        timeout_ms = options.keepalive_timeout_ms
+        # A dead peer never answers our close frame: do not wait longer for it than for a pong.
+        self._close_timeout = (
+            CLOSE_TIMEOUT_S if timeout_ms is None else min(CLOSE_TIMEOUT_S, timeout_ms / 1000)
+        )
         self._hooks = hooks
         self.state: IIIConnectionState = "disconnected"
         self.worker_id: str | None = None
@@ -166,6 +172,7 @@ class Connection:
         if self._task is not None and not self._task.done():
             return
         self._retry = 0
+        self._set_state("connecting" if self.generation == 0 else "reconnecting")
         self._task = asyncio.get_running_loop().create_task(self._run(), name="iii-connection")
 
     async def close(self) -> None:
@@ -175,7 +182,7 @@ class Connection:
         ws = self._ws
         if ws is not None:
             try:
-                await asyncio.wait_for(ws.close(1000, "client shutdown"), CLOSE_TIMEOUT_S + 1)
+                await asyncio.wait_for(ws.close(1000, "client shutdown"), self._close_timeout + 1)
             except Exception:
                 log.debug("error while closing the socket", exc_info=True)
         task = self._task
@@ -223,7 +230,7 @@ class Connection:
                     ping_interval=_seconds(self._options.keepalive_interval_ms),
                     ping_timeout=_seconds(self._options.keepalive_timeout_ms),
                     open_timeout=OPEN_TIMEOUT_S,
-                    close_timeout=CLOSE_TIMEOUT_S,
+                    close_timeout=self._close_timeout,
                     proxy=None,
                     user_agent_header=None,
                 )
@@ -282,6 +289,7 @@ class Connection:
             if self.reattach_token is not None:
                 reattach.reattach_token = self.reattach_token
             first.append(encode_frame(reattach))
+        setup_done = False
         try:
             await self._write_all(ws, first + self._hooks.replay_frames(generation))
             await self._drain_queue(ws)
@@ -292,19 +300,21 @@ class Connection:
                     break
                 await self._write_all(ws, late)
                 await self._drain_queue(ws)
+            setup_done = True
         except ConnectionClosed as exc:
+            # Still read what arrived before the close: it may say why (AUTH_ERROR, rejection).
             log.info("connection to %s closed during setup: %s", self.url, exc)
-            return
-        self._ready = True
-        self._retry = 0
-        self._set_state("connected")
-        log.info("connected to the iii engine at %s", self.url)
+        if setup_done:
+            self._ready = True
+            self._retry = 0
+            self._set_state("connected")
+            log.info("connected to the iii engine at %s", self.url)
         try:
             while True:
                 message = await ws.recv(decode=False)
                 self._hooks.handle_message(message)
         except ConnectionClosed as exc:
-            if not self._closing:
+            if not self._closing and self.fatal_error is None and setup_done:
                 log.warning("connection to %s ended (%s); reconnecting", self.url, _close_text(exc))
 
     async def _write_all(self, ws: ClientConnection, frames: list[bytes]) -> None:

@@ -103,6 +103,9 @@ T = TypeVar("T")
 #: Seconds ``register_worker`` / ``connect_async`` wait for a connection (decisions "Errors").
 CONNECT_BUDGET_S: Final = 30.0
 
+#: Cheap engine function called once after connecting, as a barrier behind the worker registration.
+BARRIER_FUNCTION: Final = "engine::health::check"
+
 #: Function-id prefixes always routed to the ``default`` namespace (protocol.md §3.4).
 _DEFAULT_NS_PREFIXES: Final = ("engine::", "configuration::")
 
@@ -429,6 +432,7 @@ class III:
         self._conn.start()
         state = await self._conn.wait_for_state(frozenset({"connected", "failed"}), CONNECT_BUDGET_S)
         if state == "connected":
+            await self._registration_barrier()
             return
         if self._conn.fatal_error is not None:
             raise self._conn.fatal_error
@@ -436,6 +440,26 @@ class III:
             f"not connected to the iii engine at {self._address} (state {state!r}; "
             f"{self._conn.attempts} connection attempt(s))"
         )
+
+    async def _registration_barrier(self) -> None:
+        """Wait until the engine has processed our worker registration.
+
+        ``engine::workers::register`` is a void call: the engine answers only a refusal
+        (``registrationrejected``, then a close; protocol.md §2.11). One round trip on the same
+        connection, sent after it, lets such a refusal arrive first; any answer will do.
+
+        Raises:
+            RegistrationRejectedError: the engine refused this worker.
+        """
+        call = self._prepare_call({"function_id": BARRIER_FUNCTION, "payload": {}, "timeout_ms": 5000})
+        try:
+            await self._dispatch(call)
+        except RegistrationRejectedError:
+            raise
+        except IIIError as exc:
+            log.debug("registration barrier answered %s", exc)
+        if self._conn.fatal_error is not None:
+            raise self._conn.fatal_error
 
     def _on_state(self, state: IIIConnectionState) -> None:
         if state == "failed":
@@ -1305,11 +1329,12 @@ def register_worker(address: str | None = None, options: InitOptions | None = No
             client._conn.wait_for_state(frozenset({"connected", "failed"}), CONNECT_BUDGET_S),
             "register_worker",
         )
+        if state == "connected":
+            client._loop.run_sync(client._registration_barrier(), "register_worker")
+            return client
     except BaseException:
         client.shutdown()
         raise
-    if state == "connected":
-        return client
     fatal = client._conn.fatal_error
     attempts = client._conn.attempts
     client.shutdown()

@@ -11,6 +11,8 @@ receives, answers as protocol.md describes, and can be told to misbehave:
   ``invocation_stopped`` when that worker disconnects), else ``function_not_found``;
   ``action: enqueue`` returns ``{"messageReceiptId": …}``; ``void`` calls get no answer;
   ids in :attr:`FakeEngine.silent` are never answered;
+* :attr:`FakeEngine.reject_worker` (a ``registrationrejected`` frame) is sent in reply to
+  ``engine::workers::register``, followed by a close;
 * :attr:`FakeEngine.reject_status` answers the HTTP upgrade with that status (401/403/500);
   :attr:`FakeEngine.auth_error` sends the ``AUTH_ERROR`` frame and closes;
 * :meth:`send`, :meth:`close_connections` (any close code), :meth:`abort_connections` (TCP reset
@@ -114,6 +116,7 @@ class FakeEngine:
         self.silent: set[str] = set()
         self.reject_status: int | None = None
         self.auth_error: str | None = None
+        self.reject_worker: dict[str, Any] | None = None
         self.on_frame: Callable[[FakeConnection, Any], None] | None = None
         self.connections: list[FakeConnection] = []
         self.attempts = 0
@@ -159,9 +162,14 @@ class FakeEngine:
         if self._server is None:
             return
         self._server.close(close_connections=False)
-        for conn in list(self.connections):
-            if not conn.closed:
-                await conn.ws.close(code, "engine stopping")
+
+        async def close(conn: FakeConnection) -> None:
+            try:
+                await asyncio.wait_for(conn.ws.close(code, "engine stopping"), 2)
+            except TimeoutError:
+                conn.ws.transport.abort()  # e.g. reading was paused: no closing handshake possible
+
+        await asyncio.gather(*(close(c) for c in list(self.connections) if not c.closed))
         await self._server.wait_closed()
         self._server = None
 
@@ -286,6 +294,10 @@ class FakeEngine:
         function_id = frame.get("function_id", "")
         invocation_id = frame.get("invocation_id")
         action = frame.get("action") or {}
+        if function_id == "engine::workers::register" and self.reject_worker is not None:
+            await self._send_to(conn, {"type": "registrationrejected", **self.reject_worker})
+            await conn.ws.close(1008, "worker name conflict")
+            return
         if function_id == "engine::workers::register" or function_id in self.silent:
             return
         if action.get("type") == "enqueue" and invocation_id is not None:
@@ -380,6 +392,15 @@ class FakeEngine:
                 conn.ws.transport.abort()
 
         self._run(abort_all())
+
+    def pause_reading(self, conn: int = -1) -> None:
+        """Stop reading a connection's socket: the worker's pings go unanswered (a dead engine)."""
+        target = self.connection(conn)
+
+        async def pause() -> None:
+            target.ws.transport.pause_reading()
+
+        self._run(pause())
 
     def invoke(
         self, function_id: str, data: Any, *, conn: int = -1, metadata: Any = None, timeout: float = 5.0
