@@ -530,21 +530,7 @@ def _references(block: _Block, known: set[str]) -> tuple[set[str], set[str]]:
     strings (``"list[Json]"``) count as lazy uses; docstrings do not count.
     """
     node = block.node
-    docstrings = {
-        id(stmt.value)
-        for stmt in ast.walk(node)
-        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
-    }
-    used: set[str] = set()
-    for sub in ast.walk(node):
-        if isinstance(sub, ast.Name) and sub.id in known:
-            used.add(sub.id)
-        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and id(sub) not in docstrings:
-            try:
-                expr = ast.parse(sub.value, mode="eval")
-            except SyntaxError:
-                continue
-            used |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and n.id in known}
+    used = _loaded_names(node) & known
     eager_roots: list[ast.AST] = []
     if isinstance(node, ast.ClassDef):
         eager_roots = [*node.bases, *node.keywords]
@@ -682,6 +668,18 @@ def _assign_call(indent: str, target: str, callee: str, args: Sequence[str]) -> 
     return f"{head}\n{body}{indent})"
 
 
+def _descriptor(indent: str, attr: str, cls: str, type_args: Sequence[str], call_args: Sequence[str]) -> str:
+    """``attr: _stubs.Cls[T...] = _stubs.Cls(args...)``, laid out as ruff format would keep it."""
+    annotated = f"{attr}: _stubs.{cls}[{', '.join(type_args)}]"
+    if len(f"{indent}{annotated} = _stubs.{cls}(") <= _LINE:
+        return _assign_call(indent, annotated, f"_stubs.{cls}", call_args)
+    # Long type names: the subscripted call, exploded (the trailing commas keep ruff's layout).
+    inner = indent + "    "
+    types = "".join(f"{inner}{t},\n" for t in type_args)
+    args = "".join(f"{inner}{a},\n" for a in call_args)
+    return f"{indent}{attr} = _stubs.{cls}[\n{types}{indent}](\n{args}{indent})"
+
+
 def _description_lines(text: str | None) -> list[str]:
     if not text or not text.strip():
         return []
@@ -729,9 +727,7 @@ def _walk(node: _Node) -> Iterable[_Node]:
 
 def _function_code(unit: _Unit, attr: str, indent: str) -> str:
     req, res = unit.side("request").type_expr, unit.side("response").type_expr
-    code = _assign_call(
-        indent, f"{attr}: _stubs.Function[{req}, {res}]", "_stubs.Function", [json.dumps(unit.id), req, res]
-    )
+    code = _descriptor(indent, attr, "Function", [req, res], [json.dumps(unit.id), req, res])
     doc = _description_lines(unit.description)
     summary = _wrap_words("", f"``{unit.id}``: ``{req}`` → ``{res}``.".split(" "), _LINE - len(indent) - 6)
     lines = [*doc, "", *summary] if doc else summary
@@ -740,12 +736,7 @@ def _function_code(unit: _Unit, attr: str, indent: str) -> str:
 
 def _trigger_code(unit: _Unit, attr: str, indent: str) -> str:
     cfg, pay, ret = (unit.side(s).type_expr for s in ("config", "payload", "return"))
-    code = _assign_call(
-        indent,
-        f"{attr}: _stubs.TriggerHelper[{cfg}, {pay}, {ret}]",
-        "_stubs.TriggerHelper",
-        [json.dumps(unit.id), cfg, pay, ret],
-    )
+    code = _descriptor(indent, attr, "TriggerHelper", [cfg, pay, ret], [json.dumps(unit.id), cfg, pay, ret])
     doc = _description_lines(unit.description)
     summary = _wrap_words(
         "",
@@ -922,10 +913,17 @@ def render(
     root = _tree(functions, triggers)
     namespaces = _namespace_classes(root, warnings)
     clients = _client_classes(root, spec)
-    merged.froms.add(("iii_typed", "stubs", "_stubs"))
-    text_so_far = "\n".join([*(b.text for b in merged.blocks.values()), *namespaces])
-    if re.search(r"\bAny\b", text_so_far) and ("typing", "Any", None) not in merged.froms:
-        merged.froms.add(("typing", "Any", None))
+    body = [merged.blocks[name].text for name in order]
+    if rebuild:
+        body.append("\n".join(f"{name}.model_rebuild()" for name in rebuild))
+    body.extend(namespaces)
+    body.extend(clients)
+    used = _used_names("\n\n\n".join(body))
+    froms = {(m, n, a) for m, n, a in merged.froms if (a or n) in used}
+    froms.add(("iii_typed", "stubs", "_stubs"))
+    if "Any" in used:
+        froms.add(("typing", "Any", None))
+    plains = {(n, a) for n, a in merged.plains if (a or n).split(".")[0] in used}
     exported = sorted([*merged.blocks, *(c.split("(")[0].split()[1] for c in clients)])
 
     ids = [u.id for u in functions]
@@ -951,19 +949,45 @@ def render(
         "",
         "from __future__ import annotations",
         "",
-        _render_imports(merged.froms, merged.plains),
+        _render_imports(froms, plains),
         "",
         "__all__ = [\n" + "".join(f"    {json.dumps(n)},\n" for n in exported) + "]",
     ]
-    body = [merged.blocks[name].text for name in order]
-    if rebuild:
-        body.append("\n".join(f"{name}.model_rebuild()" for name in rebuild))
-    body.extend(namespaces)
-    body.extend(clients)
     digests = {u.label: u.digest for u in units}
     digest_block = "\n".join([_DIGEST_HEADER, *(f"#   {label} {d}" for label, d in sorted(digests.items()))])
     source = "\n".join(parts) + "\n\n\n" + "\n\n\n".join(body) + "\n\n\n" + digest_block + "\n"
     return Rendered(source=source, warnings=warnings, digests=digests)
+
+
+def _loaded_names(tree: ast.AST) -> set[str]:
+    """Names read in ``tree``, including inside string forward references (``"list[Json]"``).
+
+    Strings that are docstrings or direct call arguments (``Field(alias="Any")``,
+    ``TypeAliasType("Json", …)``) are not references.
+    """
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Expr):
+            skip.add(id(node.value))
+        elif isinstance(node, ast.Call):
+            skip.update(id(a) for a in node.args)
+            skip.update(id(k.value) for k in node.keywords)
+    used: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            used.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
+            try:
+                expr = ast.parse(node.value, mode="eval")
+            except SyntaxError:
+                continue
+            used |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+    return used
+
+
+def _used_names(code: str) -> set[str]:
+    """Names the module body uses: which imports it needs."""
+    return _loaded_names(ast.parse(code))
 
 
 def _dcg_version() -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +124,12 @@ def test_case_round_trips(case: Case, generated: Generated) -> None:
 
 def test_generated_modules_pass_mypy_strict(generated: Generated, tmp_path: Path) -> None:
     result = run_mypy(generated.paths, cache_dir=tmp_path / "mypy")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generated_modules_have_no_undefined_or_unused_names(generated: Generated) -> None:
+    ruff = [sys.executable, "-m", "ruff", "check", "--isolated", "--no-cache", "--select", "F,E9"]
+    result = subprocess.run([*ruff, *map(str, generated.paths)], capture_output=True, text=True, timeout=50)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
