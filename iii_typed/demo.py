@@ -1,0 +1,163 @@
+"""``iii-typed demo``: the main job, end to end, on a fresh machine.
+
+Starts a dev engine (free ports, data under ``.demo-data/``), starts the example orders worker
+(``examples/orders_worker.py``) in its own process, runs the example caller
+(``examples/orders_caller.py``, which uses the generated typed stubs) in another, prints the
+results and the engine's catalog, then stops everything: no process is left behind, also when a
+step fails or the user presses Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from .engine.process import EngineProcess
+
+__all__ = ["main"]
+
+WORKER_FUNCTIONS = ("orders::cancel", "orders::create", "orders::get", "orders::list")
+
+
+def _project_root() -> Path:
+    """The checkout holding ``examples/`` (the current directory first, then the package's parent)."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (candidate / "examples" / "orders_worker.py").is_file():
+            return candidate
+    raise SystemExit("iii-typed demo: run it from the iii-typed checkout (examples/ not found)")
+
+
+def _step(n: int, total: int, text: str) -> None:
+    print(f"\n== [{n}/{total}] {text}", flush=True)
+
+
+def _pump(stream: IO[bytes], prefix: str) -> None:
+    for raw in stream:
+        print(f"  {prefix} | {raw.decode('utf-8', 'replace').rstrip()}", flush=True)
+
+
+def _spawn(cmd: list[str], env: dict[str, str], prefix: str, cwd: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert proc.stdout is not None
+    threading.Thread(target=_pump, args=(proc.stdout, prefix), daemon=True).start()
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def _wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _print_catalog(url: str) -> None:
+    from . import InitOptions, register_worker
+
+    with register_worker(url, InitOptions(worker_name="demo-catalog")) as iii:
+        functions = iii.trigger({"function_id": "engine::functions::list", "payload": {}})["functions"]
+        workers = iii.trigger({"function_id": "engine::workers::list", "payload": {}})["workers"]
+        print(f"  {len(functions)} function(s):")
+        for fn in functions:
+            print(
+                f"    {fn['function_id']:<22} ns={fn['namespace']:<8} worker={fn.get('worker_name')}"
+                f"  {fn.get('description', '')}"
+            )
+        print(f"  {len(workers)} worker(s):")
+        for w in workers:
+            print(
+                f"    {w.get('name')!s:<22} runtime={w.get('runtime')} functions={w.get('function_count')}"
+                f" status={w.get('status')}"
+            )
+
+
+def _functions_registered(url: str) -> bool:
+    from . import InitOptions, register_worker
+
+    with register_worker(url, InitOptions(worker_name="demo-probe")) as iii:
+        listed = iii.trigger({"function_id": "engine::functions::list", "payload": {}})["functions"]
+    return {f["function_id"] for f in listed} >= set(WORKER_FUNCTIONS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; returns 0 when every step succeeded."""
+    parser = argparse.ArgumentParser(prog="iii-typed demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--keep-data", action="store_true", help="keep .demo-data/ from a previous run")
+    args = parser.parse_args(list(argv) if argv is not None else None)
+
+    root = _project_root()
+    data_dir = root / ".demo-data"
+    if data_dir.exists() and not args.keep_data:
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OTEL_ENABLED", "false")
+
+    total = 4
+    engine = EngineProcess(data_dir=data_dir, log_path=data_dir / "engine.log")
+    worker: subprocess.Popen[bytes] | None = None
+    caller: subprocess.Popen[bytes] | None = None
+    try:
+        _step(1, total, "starting the dev engine")
+        engine.start()
+        for name, address in engine.addresses.items():
+            print(f"  {name:<8} {address}")
+        env["III_URL"] = engine.url
+
+        _step(2, total, "starting the example worker (examples/orders_worker.py)")
+        worker = _spawn([sys.executable, str(root / "examples/orders_worker.py")], env, "worker", root)
+        _wait_until(
+            lambda: worker is not None and (worker.poll() is not None or _functions_registered(engine.url)),
+            30,
+            "the worker's functions to be registered",
+        )
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode}")
+
+        _step(3, total, "calling the worker through the typed client (examples/orders_caller.py)")
+        caller = _spawn([sys.executable, str(root / "examples/orders_caller.py")], env, "caller", root)
+        code = caller.wait(60)
+        if code != 0:
+            raise RuntimeError(f"the caller failed with exit code {code}")
+
+        _step(4, total, "the engine's catalog (engine::functions::list, engine::workers::list)")
+        _print_catalog(engine.url)
+        print("\ndemo finished: every step succeeded", flush=True)
+        return 0
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr, flush=True)
+        if engine.is_running():
+            print(f"engine log tail:\n{engine.stderr_tail(30)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndemo interrupted", file=sys.stderr)
+        return 130
+    finally:
+        _stop(caller)
+        _stop(worker)
+        engine.stop()
