@@ -10,7 +10,7 @@ Pipeline: *select → prepare → name → generate → merge → emit* (docs/co
 4. **generate** pydantic models with datamodel-code-generator's Python API in-process, a few units
    (functions or trigger types) per call; a unit's classes depend only on its own schemas and the
    names, so the grouping does not show in the result (a unit whose field names shadow imports
-   gets a call of its own); on machines with 4+ cores large catalogs use worker processes;
+   gets a call of its own); large catalogs use worker processes;
 5. **merge** the calls' modules: imports are combined, shared classes kept once, a class name the
    generator derived (``CreateOrderInputAddress``) that another type already uses is renamed
    (``CreateOrderInputAddress2``), and the classes are ordered by name with definitions before
@@ -68,13 +68,13 @@ __all__ = [
 GENERATOR_VERSION = 1
 #: Units (functions and trigger types) per datamodel-code-generator call.
 CHUNK_UNITS = 8
-#: With 4 or more cores, catalogs of at least this many units generate in worker processes.
+#: Catalogs of at least this many units generate in worker processes (one per core, at most 4).
 PARALLEL_MIN_UNITS = 256
 _LINE = _dcg.LINE_LENGTH
 _FUNCTION_SIDES = (("request", "Input"), ("response", "Result"))
 _TRIGGER_SIDES = (("config", "Config"), ("payload", "Payload"), ("return", "Return"))
 _DIGEST_HEADER = "# iii-typed catalog digest (what `generate --check` compares):"
-_DIGEST_LINE = re.compile(r"^#   (function|trigger) (\S+) ([0-9a-f]{12})$")
+_DIGEST_LINE = re.compile(r"^#   (function|trigger) (.+) ([0-9a-f]{12})$")
 
 
 class CodegenError(Exception):
@@ -349,10 +349,10 @@ def _chunks(units: list[_Unit], size: int) -> list[_Chunk]:
 # -- generation ----------------------------------------------------------------------------
 
 
-def _run_generator(documents: list[str], jobs: int | None) -> list[tuple[str, list[str]]]:
+def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[tuple[str, list[str]]]:
     if jobs is None:
-        cores = os.cpu_count() or 1
-        jobs = min(4, cores) if cores >= 4 and len(documents) * CHUNK_UNITS >= PARALLEL_MIN_UNITS else 1
+        # A worker process costs ~0.7 s to start (imports): worth it for large catalogs only.
+        jobs = min(4, os.cpu_count() or 1) if units >= PARALLEL_MIN_UNITS else 1
     workers = max(1, min(jobs, len(documents)))
     if workers < 2:
         return _dcg.generate_many(documents)
@@ -522,29 +522,26 @@ def _merge(chunks: list[_Chunk], outputs: list[tuple[str, list[str]]]) -> _Merge
     return merged
 
 
-def _references(block: _Block, known: set[str]) -> tuple[set[str], set[str]]:
-    """Names of other blocks that ``block`` uses: ``(all, eager)``.
+def _references(block: _Block, used: set[str]) -> tuple[set[str], set[str]]:
+    """Names of other blocks that ``block`` uses (``used``, from :func:`_loaded_names`), split
+    into ``(all, eager)``.
 
     *Eager* uses are evaluated when the statement runs (base classes, the value of a
     ``TypeAliasType``); the rest are annotations, resolved later. Forward references written as
     strings (``"list[Json]"``) count as lazy uses; docstrings do not count.
     """
     node = block.node
-    used = _loaded_names(node) & known
+    used = used - {block.name}
     eager_roots: list[ast.AST] = []
     if isinstance(node, ast.ClassDef):
         eager_roots = [*node.bases, *node.keywords]
     elif isinstance(node, ast.Assign):
         eager_roots = [node.value]
-    eager = {
-        n.id for root in eager_roots for n in ast.walk(root) if isinstance(n, ast.Name) and n.id in known
-    }
-    used.discard(block.name)
-    eager.discard(block.name)
+    eager = {n.id for root in eager_roots for n in ast.walk(root) if isinstance(n, ast.Name) and n.id in used}
     return used, eager
 
 
-def _order(blocks: dict[str, _Block]) -> tuple[list[str], list[str]]:
+def _order(blocks: dict[str, _Block]) -> tuple[list[str], list[str], set[str]]:
     """A stable order for the model blocks, and the classes to rebuild after all of them.
 
     Definitions come before their uses wherever possible, otherwise by name (the smallest
@@ -558,8 +555,11 @@ def _order(blocks: dict[str, _Block]) -> tuple[list[str], list[str]]:
     known = set(blocks)
     uses: dict[str, set[str]] = {}
     eager: dict[str, set[str]] = {}
+    read: set[str] = set()
     for name, block in blocks.items():
-        uses[name], eager[name] = _references(block, known)
+        loaded = _loaded_names(block.node)
+        read |= loaded
+        uses[name], eager[name] = _references(block, loaded & known)
     users: dict[str, set[str]] = {name: set() for name in blocks}
     for name, deps in uses.items():
         for dep in deps:
@@ -595,7 +595,7 @@ def _order(blocks: dict[str, _Block]) -> tuple[list[str], list[str]]:
         if isinstance(blocks[name].node, ast.ClassDef)
         and any(position[dep] > position[name] for dep in uses[name])
     ]
-    return order, rebuild
+    return order, rebuild, read
 
 
 # -- emitting ------------------------------------------------------------------------------
@@ -866,9 +866,9 @@ def render(
         catalog: The catalog (live or from a snapshot; both give the same result).
         spec: What to include.
         command: The command named in the banner (no URL, no timestamp).
-        jobs: Worker processes for the generator; ``None`` uses one per core (at most 4) on
-            machines with 4 or more cores when there are at least :data:`PARALLEL_MIN_UNITS`
-            units. The output never depends on it.
+        jobs: Worker processes for the generator; ``None`` uses one per core (at most 4) when
+            there are at least :data:`PARALLEL_MIN_UNITS` units, else none. The output never
+            depends on it.
         chunk_units: Units per generator call (fewer calls is faster). The output does not depend
             on it, except that two anonymous nested types deriving one name inside one call are
             numbered by the generator instead of renamed by the merge.
@@ -895,7 +895,7 @@ def render(
     chunks = _chunks([u for u in units if any(s.prepared.kind == "schema" for s in u.sides)], chunk_units)
     documents = [chunk.document for chunk in chunks]
     try:
-        outputs = _run_generator(documents, jobs)
+        outputs = _run_generator(documents, jobs, sum(len(c.units) for c in chunks))
     except Exception as exc:  # name the unit that failed: retry one by one
         for chunk in chunks:
             for unit in chunk.units:
@@ -908,7 +908,7 @@ def render(
         raise CodegenError(f"datamodel-code-generator failed: {exc}") from exc
     merged = _merge(chunks, outputs)
     warnings.extend(merged.warnings)
-    order, rebuild = _order(merged.blocks)
+    order, rebuild, read = _order(merged.blocks)
 
     root = _tree(functions, triggers)
     namespaces = _namespace_classes(root, warnings)
@@ -918,7 +918,7 @@ def render(
         body.append("\n".join(f"{name}.model_rebuild()" for name in rebuild))
     body.extend(namespaces)
     body.extend(clients)
-    used = _used_names("\n\n\n".join(body))
+    used = read | _used_names("\n\n\n".join([*namespaces, *clients]))
     froms = {(m, n, a) for m, n, a in merged.froms if (a or n) in used}
     froms.add(("iii_typed", "stubs", "_stubs"))
     if "Any" in used:
@@ -965,23 +965,30 @@ def _loaded_names(tree: ast.AST) -> set[str]:
     Strings that are docstrings or direct call arguments (``Field(alias="Any")``,
     ``TypeAliasType("Json", …)``) are not references.
     """
-    skip: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Expr):
-            skip.add(id(node.value))
-        elif isinstance(node, ast.Call):
-            skip.update(id(a) for a in node.args)
-            skip.update(id(k.value) for k in node.keywords)
     used: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            used.add(node.id)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skip:
-            try:
-                expr = ast.parse(node.value, mode="eval")
-            except SyntaxError:
-                continue
-            used |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, plain_string = stack.pop()
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, ast.Load):
+                used.add(node.id)
+            continue
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str) and not plain_string and node.value.isprintable():
+                try:
+                    expr = ast.parse(node.value, mode="eval")
+                except SyntaxError:
+                    continue
+                used |= {n.id for n in ast.walk(expr) if isinstance(n, ast.Name)}
+            continue
+        if isinstance(node, ast.Expr):
+            stack.append((node.value, True))
+        elif isinstance(node, ast.Call):
+            stack.append((node.func, False))
+            stack.extend((arg, True) for arg in node.args)
+            stack.extend((kw.value, True) for kw in node.keywords)
+        else:
+            stack.extend((child, False) for child in ast.iter_child_nodes(node))
     return used
 
 
