@@ -92,6 +92,10 @@ class FunctionRegistry:
             entry = self._builtins.get(function_id)
         return entry
 
+    def builtin(self, function_id: str) -> FunctionEntry | None:
+        """The built-in function with this id (namespace ``default``), shadowed or not."""
+        return self._builtins.get(function_id)
+
     def worker_entry(self, namespace: str, function_id: str) -> FunctionEntry | None:
         """The worker-registered function at that key (built-ins excluded)."""
         return self._workers.get((namespace, function_id))

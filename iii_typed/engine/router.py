@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID, uuid4
 
 from pydantic_core import PydanticSerializationError
+from websockets.protocol import State
 
 from ..errors import FrameDecodeError, InvocationError, error_from_body
 from ..protocol import codec
@@ -343,6 +344,8 @@ class Router:
         await conn.send(codec.encode(Pong(type="pong")))
 
     async def _on_registration(self, conn: WorkerConnection, frame: FrameModel) -> None:
+        if conn.closing:
+            return  # already cleaned up (evicted, or its socket closed): nothing may attach to it
         if conn.namespace is None or conn.draining:
             conn.buffer.append(frame)
             return
@@ -368,7 +371,7 @@ class Router:
         if type(data) is dict:
             data["_caller_worker_id"] = conn.id
         function_id = frame.function_id
-        entry = self.functions.lookup(namespace, function_id)
+        entry = self._lookup(namespace, function_id)
         if entry is None:
             if invocation_id is not None:
                 await self._reply_error(
@@ -407,6 +410,19 @@ class Router:
             pending = callee.executing.pop(invocation_id, None)
             if pending is not None and caller is not None:
                 await self._reply_error(conn, frame, "invocation_stopped", _STOPPED)
+
+    def _lookup(self, namespace: str, function_id: str) -> FunctionEntry | None:
+        """Resolve a function for a call. A worker whose socket is already closing no longer serves
+        (the call gets ``function_not_found``, not ``invocation_stopped``); its cleanup still runs
+        when its read loop ends, after the frames it sent before closing."""
+        entry = self.functions.lookup(namespace, function_id)
+        if (
+            entry is not None
+            and (owner := entry.owner) is not None
+            and owner.ws.protocol.state is not State.OPEN
+        ):
+            return self.functions.builtin(function_id) if namespace == DEFAULT_NAMESPACE else None
+        return entry
 
     async def _on_result(self, conn: WorkerConnection, frame: InvocationResult) -> None:
         pending = conn.executing.pop(frame.invocation_id, None)
@@ -696,6 +712,8 @@ class Router:
             (``registrationrejected`` ``WORKER_NAMESPACE_CONFLICT`` was sent and the connection
             is being closed), else ``True``.
         """
+        if conn.closing:
+            return False
         namespace = conn.namespace if conn.namespace is not None else (data.namespace or DEFAULT_NAMESPACE)
         name = sanitize_text(data.name)
         if name is not None:
@@ -779,7 +797,7 @@ class Router:
         """Engine-originated call through the internal path (§4.2; see ``EngineServices.invoke``)."""
         if not namespace.strip():
             raise InvocationError("INVALID_NAMESPACE", INVALID_NAMESPACE_MESSAGE, function_id=function_id)
-        entry = self.functions.lookup(namespace, function_id)
+        entry = self._lookup(namespace, function_id)
         if entry is None:
             raise InvocationError(
                 "function_not_found",

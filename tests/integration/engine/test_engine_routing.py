@@ -262,18 +262,21 @@ async def test_a_slow_worker_does_not_stall_others(engine, workers):
             )
 
     flood_task = asyncio.create_task(flood())
-    callee, caller, fid = await _pair(engine, workers)
-    callee.serve(fid, lambda f: f["data"]["n"])
-    started = asyncio.get_running_loop().time()
-    for n in range(50):
-        assert await caller.result(fid, {"n": n}) == n
-    assert asyncio.get_running_loop().time() - started < 10
-    assert not flood_task.done(), "the flood should still be held back by the stalled worker"
-    received = 0
-    while received < count:  # the stalled worker reads again: nothing was lost
-        frame = json.loads(await asyncio.wait_for(slow.recv(), 10))
-        if frame.get("function_id") == slow_fid:
-            assert frame["data"]["i"] == received
-            received += 1
-    await asyncio.wait_for(flood_task, 10)
-    await slow.close()
+    try:
+        callee, caller, fid = await _pair(engine, workers)
+        callee.serve(fid, lambda f: f["data"]["n"])
+        started = asyncio.get_running_loop().time()
+        for n in range(50):
+            assert await caller.result(fid, {"n": n}) == n
+        assert asyncio.get_running_loop().time() - started < 10
+        assert not flood_task.done(), "the flood should still be held back by the stalled worker"
+        received = 0
+        while received < count:  # the stalled worker reads again: nothing was lost
+            frame = json.loads(await asyncio.wait_for(slow.recv(), 10))
+            if frame.get("function_id") == slow_fid:
+                assert frame["data"]["i"] == received
+                received += 1
+        await asyncio.wait_for(flood_task, 10)
+    finally:
+        flood_task.cancel()
+        await slow.close()
