@@ -68,7 +68,7 @@ __all__ = [
 GENERATOR_VERSION = 1
 #: Units (functions and trigger types) per datamodel-code-generator call.
 CHUNK_UNITS = 8
-#: Catalogs of at least this many units generate in worker processes (one per core, at most 4).
+#: Catalogs of at least this many units generate in worker processes (one per free core, at most 4).
 PARALLEL_MIN_UNITS = 256
 _LINE = _dcg.LINE_LENGTH
 _FUNCTION_SIDES = (("request", "Input"), ("response", "Result"))
@@ -351,8 +351,7 @@ def _chunks(units: list[_Unit], size: int) -> list[_Chunk]:
 
 def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[tuple[str, list[str]]]:
     if jobs is None:
-        # A worker process costs ~0.7 s to start (imports): worth it for large catalogs only.
-        jobs = min(4, os.cpu_count() or 1) if units >= PARALLEL_MIN_UNITS else 1
+        jobs = _default_jobs(units)
     workers = max(1, min(jobs, len(documents)))
     if workers < 2:
         return _dcg.generate_many(documents)
@@ -366,6 +365,16 @@ def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[t
         for i, item in enumerate(share):
             ordered[offset + i * workers] = item
     return ordered
+
+
+def _default_jobs(units: int) -> int:
+    # A worker process costs ~0.7 s to start (imports), and only helps on idle cores: use them
+    # for large catalogs, one per core that the 1-minute load average leaves free (at most 4).
+    if units < PARALLEL_MIN_UNITS:
+        return 1
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(4, cores, round(cores - load)))
 
 
 def _run_worker(documents: list[str]) -> list[tuple[str, list[str]]]:
@@ -866,9 +875,9 @@ def render(
         catalog: The catalog (live or from a snapshot; both give the same result).
         spec: What to include.
         command: The command named in the banner (no URL, no timestamp).
-        jobs: Worker processes for the generator; ``None`` uses one per core (at most 4) when
-            there are at least :data:`PARALLEL_MIN_UNITS` units, else none. The output never
-            depends on it.
+        jobs: Worker processes for the generator; ``None`` uses one per idle core (at most 4,
+            from the load average) when there are at least :data:`PARALLEL_MIN_UNITS` units,
+            else none. The output never depends on it.
         chunk_units: Units per generator call (fewer calls is faster). The output does not depend
             on it, except that two anonymous nested types deriving one name inside one call are
             numbered by the generator instead of renamed by the merge.
