@@ -25,7 +25,7 @@ from pydantic_core import PydanticSerializationError
 
 from . import context as _context
 from ._wire import encode_frame, too_large_error
-from .formats import first_parameter_annotation
+from .formats import first_parameter_annotation, unresolved_hints
 from .protocol.frames import MAX_MESSAGE_BYTES, ErrorBody, InvocationResult, InvokeFunction
 
 __all__ = [
@@ -63,13 +63,27 @@ class HandlerSpec:
     metadata: Literal["positional", "keyword"] | None
 
     @classmethod
-    def of(cls, function_id: str, fn: Callable[..., Any]) -> HandlerSpec:
-        """Inspect ``fn`` (raises ``TypeError`` when it is not callable)."""
+    def of(
+        cls, function_id: str, fn: Callable[..., Any], localns: dict[str, Any] | None = None
+    ) -> HandlerSpec:
+        """Inspect ``fn`` (raises ``TypeError`` when it is not callable).
+
+        ``localns`` helps resolve string annotations naming classes defined in a local scope; when
+        they still cannot be resolved a WARNING says so (the payload then arrives as plain JSON).
+        """
         if not callable(fn):
             raise TypeError(f"handler of {function_id!r} must be callable, not {type(fn).__name__}")
+        problem = unresolved_hints(fn, localns)
+        if problem is not None:
+            log.warning(
+                "type hints of the handler of %r cannot be resolved (%s): its payload arrives as plain "
+                "JSON and no formats are extracted; define the models at module level",
+                function_id,
+                problem,
+            )
         call = fn if inspect.isroutine(fn) or isinstance(fn, type) else getattr(fn, "__call__", fn)  # noqa: B004
         is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call)
-        present, annotation = first_parameter_annotation(fn)
+        present, annotation = first_parameter_annotation(fn, localns)
         model = (
             annotation
             if present and isinstance(annotation, type) and issubclass(annotation, BaseModel)

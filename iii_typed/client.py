@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -552,11 +553,12 @@ class III:
                 handler_or_invocation.model_dump(mode="json", exclude_none=True)
             )
         elif callable(handler_or_invocation):
-            spec = HandlerSpec.of(function_id, handler_or_invocation)
+            localns = _caller_locals()
+            spec = HandlerSpec.of(function_id, handler_or_invocation, localns)
             if request_format is None:
-                request_format = extract_request_format(handler_or_invocation)
+                request_format = extract_request_format(handler_or_invocation, localns)
             if response_format is None:
-                response_format = extract_response_format(handler_or_invocation)
+                response_format = extract_response_format(handler_or_invocation, localns)
         else:
             raise TypeError(
                 f"handler_or_invocation of {function_id!r} must be callable or an HttpInvocationConfig, "
@@ -826,11 +828,13 @@ class III:
             RuntimeError: called on the SDK's event-loop thread (use ``trigger_async``).
         """
         call = self._prepare_call(request)
+        self._check_usable()
         return self._loop.run_sync(self._dispatch(call), "trigger")
 
     async def trigger_async(self, request: TriggerRequest | dict[str, Any]) -> Any:
         """Async twin of :meth:`trigger`; may be awaited from any event loop."""
         call = self._prepare_call(request)
+        self._check_usable()
         return await self._loop.run_async(self._dispatch(call))
 
     def _check_usable(self) -> None:
@@ -1247,6 +1251,7 @@ class III:
 
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, on_signal)
+            log.info("iii worker %r running until SIGINT or SIGTERM", self._worker_name)
         try:
             while not stop.wait(1.0):
                 pass
@@ -1284,6 +1289,18 @@ class III:
         return (
             f"III(address={self._address!r}, worker_name={self._worker_name!r}, state={self._conn.state!r})"
         )
+
+
+def _caller_locals() -> dict[str, Any] | None:
+    """Local names of the user code that called into the client (for string annotations that
+    name classes defined inside a function, as pydantic resolves them)."""
+    frame = sys._getframe(1)
+    package = __name__.rsplit(".", 1)[0] + "."
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or frame.f_locals is frame.f_globals:
+        return None
+    return dict(frame.f_locals)
 
 
 def _encode_registration(frame: FrameModel, what: str) -> bytes:

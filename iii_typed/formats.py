@@ -42,6 +42,7 @@ __all__ = [
     "python_type_to_format",
     "resolve_format",
     "type_to_schema",
+    "unresolved_hints",
 ]
 
 #: The ``$schema`` value appended to every top-level extracted schema (protocol.md §9).
@@ -105,25 +106,49 @@ def python_type_to_format(tp: Any) -> dict[str, Any] | None:
     return schema
 
 
-def _hints_of(handler: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]] | None:
+def _hints_of(
+    handler: Callable[..., Any], localns: dict[str, Any] | None = None
+) -> tuple[inspect.Signature, dict[str, Any]] | None:
     target: Any = handler
     if not (inspect.isroutine(target) or isinstance(target, type)) and callable(target):
         target = target.__call__  # a callable object: describe its __call__ method
     try:
         signature = inspect.signature(target)
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, localns=localns)
     except Exception:  # unresolved forward references, builtins without signatures, …
         return None
     return signature, hints
 
 
-def first_parameter_annotation(handler: Callable[..., Any]) -> tuple[bool, Any]:
+def unresolved_hints(handler: Callable[..., Any], localns: dict[str, Any] | None = None) -> str | None:
+    """Why ``handler``'s annotations cannot be resolved (e.g. ``name 'Model' is not defined``),
+    or ``None`` when they can (or it has none)."""
+    target: Any = handler
+    if not (inspect.isroutine(target) or isinstance(target, type)) and callable(target):
+        target = target.__call__
+    if not getattr(target, "__annotations__", None):
+        return None
+    try:
+        typing.get_type_hints(target, localns=localns)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def first_parameter_annotation(
+    handler: Callable[..., Any], localns: dict[str, Any] | None = None
+) -> tuple[bool, Any]:
     """The resolved annotation of ``handler``'s first parameter.
+
+    Args:
+        handler: The callable.
+        localns: Extra names for resolving string annotations (e.g. the registering scope's
+            locals, for models defined inside a function).
 
     Returns:
         ``(True, annotation)`` when the first parameter is annotated, else ``(False, None)``.
     """
-    found = _hints_of(handler)
+    found = _hints_of(handler, localns)
     if found is None:
         return False, None
     signature, hints = found
@@ -133,15 +158,19 @@ def first_parameter_annotation(handler: Callable[..., Any]) -> tuple[bool, Any]:
     return True, hints[params[0].name]
 
 
-def extract_request_format(handler: Callable[..., Any]) -> dict[str, Any] | None:
+def extract_request_format(
+    handler: Callable[..., Any], localns: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The request format of ``handler``: its first parameter's annotation (any kind), or ``None``."""
-    present, annotation = first_parameter_annotation(handler)
+    present, annotation = first_parameter_annotation(handler, localns)
     return python_type_to_format(annotation) if present else None
 
 
-def extract_response_format(handler: Callable[..., Any]) -> dict[str, Any] | None:
+def extract_response_format(
+    handler: Callable[..., Any], localns: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The response format of ``handler``: its return annotation (``-> None`` gives null), or ``None``."""
-    found = _hints_of(handler)
+    found = _hints_of(handler, localns)
     if found is None:
         return None
     _, hints = found

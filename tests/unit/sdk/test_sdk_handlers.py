@@ -150,3 +150,24 @@ async def test_async_handlers_run_with_context() -> None:
     frame = _frame({"name": "Bo"})
     out = await run_async(HandlerSpec.of("py::f", handler), frame, frame.data)
     assert out is not None and json.loads(out)["result"] == "Bo@py::f"
+
+
+def test_unresolvable_annotations_are_reported(caplog: pytest.LogCaptureFixture) -> None:
+    def handler(data: NotDefinedAnywhere) -> None:  # type: ignore[name-defined]  # noqa: F821
+        return None
+
+    with caplog.at_level("WARNING", logger="iii_typed"):
+        spec = HandlerSpec.of("py::f", handler)
+    assert spec.model is None
+    assert any("py::f" in r.getMessage() and "NotDefinedAnywhere" in r.getMessage() for r in caplog.records)
+
+
+def test_models_defined_in_a_local_scope_resolve_with_its_locals() -> None:
+    class Local(BaseModel):
+        x: int
+
+    def handler(data: Local) -> int:
+        return data.x
+
+    assert HandlerSpec.of("py::f", handler).model is None  # string annotation, no locals given
+    assert HandlerSpec.of("py::f", handler, {"Local": Local}).model is Local
