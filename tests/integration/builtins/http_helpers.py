@@ -1,0 +1,91 @@
+"""Helpers of the ``http`` / ``http-functions`` built-in tests: engine configs, route readiness, requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from iii_typed import III
+
+__all__ = ["Reply", "fetch", "toml_value", "unique", "wait_routes", "write_config"]
+
+
+def unique(prefix: str) -> str:
+    """A fresh name, so tests sharing an engine never collide."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a str, bool, int, list or inline table."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {toml_value(item)}" for key, item in value.items()) + " }"
+    raise TypeError(f"no TOML literal for {value!r}")
+
+
+def write_config(path: Path, tables: dict[str, dict[str, Any]], text: str = "") -> Path:
+    """Write an ``engine.toml`` with ``[table]`` sections (values as :func:`toml_value`) plus ``text``."""
+    lines: list[str] = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    path.write_text("\n".join(lines) + text, encoding="utf-8")
+    return path
+
+
+async def wait_routes(iii: III, trigger_ids: Iterable[str], timeout: float = 10.0) -> None:
+    """Wait until every binding is live at the engine (``engine::registered-triggers::list``).
+
+    The engine does not acknowledge a successful ``registertrigger`` (protocol.md §2.5), so tests
+    poll the catalog instead of sleeping.
+    """
+    wanted = set(trigger_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = await iii.trigger_async(
+            {"function_id": "engine::registered-triggers::list", "payload": {"trigger_type": "http"}}
+        )
+        live = {row["id"] for row in listed["registered_triggers"]}
+        if wanted <= live:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"routes not live within {timeout} s: {sorted(wanted - live)}")
+        await asyncio.sleep(0.02)
+
+
+class Reply:
+    """A finished HTTP response: ``status``, ``headers``, ``body`` bytes and :meth:`json`."""
+
+    def __init__(self, status: int, headers: Any, body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body[:200]!r})"
+
+
+async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> Reply:
+    """One request, read to the end, with a 10 s bound."""
+    kwargs.setdefault("timeout", aiohttp.ClientTimeout(total=10))
+    async with session.request(method, url, **kwargs) as response:
+        body = await response.read()
+        return Reply(response.status, response.headers, body)
