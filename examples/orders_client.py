@@ -39,7 +39,7 @@ class GetOrderInput(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    id: Annotated[str, Field(title="Id")]
+    id: str
 
 
 class LineItem(StubModel):
@@ -51,15 +51,15 @@ class LineItem(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    quantity: Annotated[int, Field(ge=1, title="Quantity")]
+    quantity: Annotated[int, Field(ge=1)]
     """
     How many units.
     """
-    sku: Annotated[str, Field(title="Sku")]
+    sku: str
     """
     Stock keeping unit.
     """
-    unit_price_cents: Annotated[int, Field(ge=0, title="Unit Price Cents")]
+    unit_price_cents: Annotated[int, Field(ge=0)]
     """
     Price of one unit, in cents.
     """
@@ -74,11 +74,11 @@ class CreateOrderInput(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    customer: Annotated[str, Field(min_length=1, title="Customer")]
+    customer: Annotated[str, Field(min_length=1)]
     """
     Customer name or id.
     """
-    items: Annotated[list[LineItem], Field(min_length=1, title="Items")]
+    items: Annotated[list[LineItem], Field(min_length=1)]
 
 
 class ListOrdersInput(StubModel):
@@ -90,11 +90,11 @@ class ListOrdersInput(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    customer: Annotated[str | None, Field(title="Customer")] = None
+    customer: str | None = None
     """
     Only this customer's orders.
     """
-    status: Annotated[Literal["open", "cancelled"] | None, Field(title="Status")] = None
+    status: Literal["open", "cancelled"] | None = None
 
 
 class Order(StubModel):
@@ -106,12 +106,12 @@ class Order(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    created_at: Annotated[datetime, Field(title="Created At")]
-    customer: Annotated[str, Field(title="Customer")]
-    id: Annotated[str, Field(title="Id")]
-    items: Annotated[list[LineItem], Field(title="Items")]
-    status: Annotated[Literal["open", "cancelled"], Field(title="Status")]
-    total_cents: Annotated[int, Field(title="Total Cents")]
+    created_at: datetime
+    customer: str
+    id: str
+    items: list[LineItem]
+    status: Literal["open", "cancelled"]
+    total_cents: int
 
 
 class OrderList(StubModel):
@@ -123,8 +123,8 @@ class OrderList(StubModel):
         populate_by_name=True,
         use_attribute_docstrings=True,
     )
-    count: Annotated[int, Field(title="Count")]
-    orders: Annotated[list[Order], Field(title="Orders")]
+    count: int
+    orders: list[Order]
 
 
 class _OrdersNamespace(_stubs.Namespace[_stubs.Mode]):

@@ -1,7 +1,7 @@
 """``iii-typed codegen snapshot``, ``generate`` and ``catalog-schema`` (decisions "Code generation").
 
-``snapshot [--url URL] -o FILE``
-    Save the live catalog as a snapshot (:mod:`iii_codegen.catalog`).
+``snapshot [--url URL] [--functions GLOB]... [--workers GLOB]... [--triggers GLOB]... -o FILE``
+    Save the live catalog as a snapshot (:mod:`iii_codegen.catalog`); globs keep only a part.
 ``generate (--url URL | --snapshot FILE) [--functions GLOB]... [--workers GLOB]...
 [--triggers GLOB]... -o FILE.py [--check]``
     One output; without ``-o`` the outputs of ``--config FILE`` (default: ``codegen.toml``, else
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from .catalog import Catalog, CatalogError, catalog_json_schema, catalog_schema_path, dump_snapshot
-from .config import ConfigError, OutputSpec, cli_spec, find_config, load_config
+from .config import ConfigError, OutputSpec, cli_spec, find_config, load_config, only, select
 from .stubgen import CodegenError, read_digests, render
 
 __all__ = ["DEFAULT_URL", "add_subcommands", "check_report", "resolve_url"]
@@ -140,10 +140,16 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     url = resolve_url(args.url)
     try:
-        text = dump_snapshot(fetch_catalog(url))
+        catalog = fetch_catalog(url)
     except CatalogError as exc:
         _err(str(exc))
         return 2
+    if args.functions or args.workers or args.triggers:
+        spec = OutputSpec(tuple(args.functions), tuple(args.workers), tuple(args.triggers))
+        for warning in select(catalog, spec).warnings:
+            _warn(warning)
+        catalog = only(catalog, spec)
+    text = dump_snapshot(catalog)
     path = Path(args.output)
     old = path.read_text(encoding="utf-8") if path.is_file() else None
     if args.check:
@@ -216,6 +222,15 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     snap.add_argument("--url", help=f"engine URL (default: $III_URL, else {DEFAULT_URL})")
     snap.add_argument("-o", "--output", metavar="FILE", required=True, help="snapshot file to write")
+    snap.add_argument(
+        "--functions", metavar="GLOB", action="append", default=[], help="keep only these functions"
+    )
+    snap.add_argument(
+        "--workers", metavar="GLOB", action="append", default=[], help="keep only these workers"
+    )
+    snap.add_argument(
+        "--triggers", metavar="GLOB", action="append", default=[], help="keep only these trigger types"
+    )
     snap.add_argument("--check", action="store_true", help="write nothing; exit 1 if the file would change")
     snap.set_defaults(func=_cmd_snapshot)
 

@@ -37,6 +37,7 @@ __all__ = [
     "cli_spec",
     "find_config",
     "load_config",
+    "only",
     "select",
     "spec_from_mapping",
 ]
@@ -146,6 +147,17 @@ def select(catalog: Catalog, spec: OutputSpec) -> Selection:
             if (label, glob) not in used and glob != "*":
                 out.warnings.append(f"{label} glob {glob!r} matches nothing in the catalog")
     return out
+
+
+def only(catalog: Catalog, spec: OutputSpec) -> Catalog:
+    """The part of ``catalog`` that ``spec`` selects (every namespace of a selected id is kept)."""
+    selection = select(catalog, spec)
+    functions = {f.function_id for f in selection.functions}
+    triggers = {t.id for t in selection.trigger_types}
+    return Catalog(
+        functions=[f for f in catalog.functions if f.function_id in functions],
+        trigger_types=[t for t in catalog.trigger_types if t.id in triggers],
+    )
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:

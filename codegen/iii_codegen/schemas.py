@@ -21,7 +21,8 @@ What it handles:
 * defaults the generator cannot type under mypy are dropped (objects, arrays other than ``[]``,
   defaults beside ``$ref``/``allOf``/``anyOf``/``oneOf``, defaults of formatted strings, defaults of
   the wrong type): the server applies its own defaults, and requests leave unset fields out;
-* an object's title with spaces and no description becomes the description (the docstring).
+* an object's title with spaces and no description becomes the description (the docstring);
+  a property's title that pydantic derived from its name (``Unit Price Cents``) is dropped.
 """
 
 from __future__ import annotations
@@ -314,7 +315,9 @@ class _Preparer:
             elif key in _SCHEMA_LISTS and isinstance(value, list):
                 out[key] = [self.rewrite(v, refs, in_union=key in ("oneOf", "anyOf")) for v in value]
             elif key in _SCHEMA_MAPS and isinstance(value, dict):
-                out[key] = {name: self.rewrite(sub, refs) for name, sub in value.items()}
+                out[key] = {
+                    name: self.rewrite(_without_auto_title(name, sub), refs) for name, sub in value.items()
+                }
             else:
                 out[key] = value
         if out.get("format") in _NUMERIC_FORMATS and out.get("type") in ("integer", "number"):
@@ -352,6 +355,14 @@ class _Preparer:
             key, preferred, schema = self._pending.pop(0)
             if key not in self.entries:
                 self.add_entry(key, preferred, schema)
+
+
+def _without_auto_title(name: str, schema: Any) -> Any:
+    # pydantic titles every property after its name ("unit_price_cents" -> "Unit Price Cents"):
+    # that says nothing the field name does not, and would only add Field(title=...) noise.
+    if isinstance(schema, dict) and schema.get("title") == name.replace("_", " ").title():
+        return {k: v for k, v in schema.items() if k != "title"}
+    return schema
 
 
 def _only_ref(schema: dict[str, Any]) -> str | None:

@@ -162,6 +162,10 @@ def test_live_catalog_and_its_snapshot_generate_the_same_bytes(
     assert snap.read_text() == dump_snapshot(load_snapshot(mixed))
     text = snap.read_text()
     assert "shop-worker" in text and "shop-caller" not in text  # the caller registered nothing
+    part = tmp_path / "part.json"
+    assert main(["snapshot", "--url", engine.url, "--functions", "shop::orders::*", "-o", str(part)]) == 0
+    kept = {f.function_id for f in load_snapshot(part).functions}
+    assert kept == {"shop::orders::create", "shop::orders::notify"}
 
 
 def test_sync_calls_validate_both_ways(shop: tuple[EngineProcess, Service, III, ModuleType]) -> None:
