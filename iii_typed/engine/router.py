@@ -60,6 +60,7 @@ from .builtins.base import (
     CallContext,
     HealthComponent,
     HttpFunctionInvoker,
+    HttpFunctionValidator,
     TelemetrySink,
     TriggerBinding,
     WebSocketRoute,
@@ -135,6 +136,7 @@ class Router:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._telemetry_sink: TelemetrySink | None = None
         self._http_invoker: HttpFunctionInvoker | None = None
+        self._http_validator: HttpFunctionValidator | None = None
         self._disconnect_callbacks: list[Callable[[str], None]] = []
         self._grace = config.namespace_grace_ms / 1000.0
         self._debug = log.isEnabledFor(logging.DEBUG)
@@ -637,6 +639,17 @@ class Router:
                 )
                 return
             invocation = frame.invocation.model_dump(mode="json", exclude_none=True)
+            validator = self._http_validator
+            problem = validator({**invocation, "function_id": function_id}) if validator else None
+            if problem is not None:
+                # The real engine only logs a refused HTTP-invoked registration (protocol.md §2.1).
+                log.warning(
+                    "HTTP-invoked function %s from worker %s not registered: %s",
+                    function_id,
+                    conn.id,
+                    problem,
+                )
+                return
         key = (namespace, function_id)
         existing = self.functions.worker_entry(namespace, function_id)
         if existing is not None and existing.owner is not conn:
@@ -935,9 +948,12 @@ class Router:
         """Receive telemetry frames instead of dropping them."""
         self._telemetry_sink = sink
 
-    def set_http_function_invoker(self, invoker: HttpFunctionInvoker) -> None:
-        """Serve HTTP-invoked functions through ``invoker``."""
+    def set_http_function_invoker(
+        self, invoker: HttpFunctionInvoker, validator: HttpFunctionValidator | None = None
+    ) -> None:
+        """Serve HTTP-invoked functions through ``invoker``; ``validator`` checks registrations."""
         self._http_invoker = invoker
+        self._http_validator = validator
 
     def add_health_component(self, name: str, probe: Callable[[], HealthComponent]) -> None:
         """Report a component in ``engine::health::check``."""

@@ -61,6 +61,7 @@ __all__ = [
     "EngineServices",
     "HealthComponent",
     "HttpFunctionInvoker",
+    "HttpFunctionValidator",
     "TelemetrySink",
     "TriggerBinding",
     "TriggerRegistrationError",
@@ -286,6 +287,10 @@ TelemetrySink = Callable[[bytes, bytes], None]
 #: ``function`` is the registration's ``invocation`` object as a dict plus ``function_id``.
 HttpFunctionInvoker = Callable[[Mapping[str, Any], Any, Any], Awaitable[Any]]
 
+#: ``validator(function) -> None | reason``: checks an HTTP-invoked registration (URL policy, auth
+#: variables); a reason refuses it (logged only, like the real engine, protocol.md §2.1).
+HttpFunctionValidator = Callable[[Mapping[str, Any]], str | None]
+
 
 class EngineServices(Protocol):
     """The engine API available to built-in workers."""
@@ -403,8 +408,14 @@ class EngineServices(Protocol):
         """Receive the telemetry frames of ``/`` and ``/otel`` (dropped by default)."""
         ...
 
-    def set_http_function_invoker(self, invoker: HttpFunctionInvoker) -> None:
-        """Accept HTTP-invoked function registrations and serve their calls (protocol.md §6.7)."""
+    def set_http_function_invoker(
+        self, invoker: HttpFunctionInvoker, validator: HttpFunctionValidator | None = None
+    ) -> None:
+        """Accept HTTP-invoked function registrations and serve their calls (protocol.md §6.7).
+
+        ``validator`` (optional) is called with each registration's ``invocation`` plus
+        ``function_id``; a returned reason refuses it with a WARNING log.
+        """
         ...
 
     def add_health_component(self, name: str, probe: Callable[[], HealthComponent]) -> None:
