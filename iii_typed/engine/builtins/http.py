@@ -369,8 +369,11 @@ class HttpWorker(BuiltinWorker):
         slots = self._slots
         assert slots is not None
         try:
-            async with asyncio.timeout_at(deadline):
-                await slots.acquire()
+            if slots.locked():
+                async with asyncio.timeout_at(deadline):
+                    await slots.acquire()
+            else:
+                await slots.acquire()  # a free slot: no timer needed
         except TimeoutError:
             return _error(
                 503,
@@ -473,6 +476,8 @@ class HttpWorker(BuiltinWorker):
         return _error(413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes (max_body_bytes)")
 
     async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes:
+        if not request.body_exists:
+            return b""
         chunks: list[bytes] = []
         total = 0
         async for chunk in request.content.iter_any():
@@ -560,15 +565,15 @@ class HttpWorker(BuiltinWorker):
         )
 
     @staticmethod
-    def _result_response(binding: TriggerBinding, task: asyncio.Task[Any]) -> web.Response:
-        exc = task.exception()
-        if isinstance(exc, InvocationError):
-            log.info("http handler %s failed: %s: %s", binding.function_id, exc.code, exc.message)
-            return _error(500, exc.code, exc.message)
-        if exc is not None:
-            raise exc
+    def _answer(binding: TriggerBinding, result: Any, error: BaseException | None = None) -> web.Response:
+        """The HTTP response for a handler's result (option A) or its error (500)."""
+        if isinstance(error, InvocationError):
+            log.info("http handler %s failed: %s: %s", binding.function_id, error.code, error.message)
+            return _error(500, error.code, error.message)
+        if error is not None:
+            raise error
         try:
-            return _from_buffered(buffered_response(task.result()))
+            return _from_buffered(buffered_response(result))
         except InvalidResponseError as err:
             log.warning("http handler %s returned an invalid response: %s", binding.function_id, err)
             return _error(500, "INVALID_RESPONSE", f"{binding.function_id}: {err}")
@@ -576,16 +581,15 @@ class HttpWorker(BuiltinWorker):
     async def _buffered_only(
         self, binding: TriggerBinding, payload: dict[str, Any], deadline: float
     ) -> web.StreamResponse:
-        task = asyncio.get_running_loop().create_task(self._invoke(binding, payload))
+        """Without channels: the handler's result is the response (``null`` → 200 ``{}``)."""
         try:
             async with asyncio.timeout_at(deadline):
-                await asyncio.wait({task})
+                result = await self._invoke(binding, payload)
         except TimeoutError:
-            task.cancel()
-            return web.Response(status=504)
-        if task.exception() is None and task.result() is None:
-            return _from_buffered(buffered_response({}))
-        return self._result_response(binding, task)
+            return web.Response(status=504)  # the cancelled call's late result is dropped
+        except InvocationError as exc:
+            return self._answer(binding, None, exc)
+        return self._answer(binding, {} if result is None else result)
 
     async def _exchange(
         self,
@@ -616,8 +620,9 @@ class HttpWorker(BuiltinWorker):
                         if head_task in done and (head.chunk is not None or invoke not in done):
                             break  # option B: the body started (or the channel closed) first
                         if invoke in done:
-                            if invoke.exception() is not None or invoke.result() is not None:
-                                return self._result_response(binding, invoke)
+                            error = invoke.exception()
+                            if error is not None or invoke.result() is not None:
+                                return self._answer(binding, None if error else invoke.result(), error)
                             waiting.discard(invoke)  # null result: the response channel decides
                         if head_task in done:
                             break
