@@ -10,9 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
-from http_helpers import write_config
+from http_helpers import fetch, unique, wait_routes, write_config
 
+from iii_typed import InitOptions, register_worker
 from iii_typed.engine.builtins._http_config import parse_settings
 from iii_typed.engine.builtins._http_response import InvalidResponseError, buffered_response, error_envelope
 from iii_typed.engine.builtins._http_routes import RouteConflictError, RouteTable, normalize_path, split_path
@@ -165,3 +167,40 @@ def test_engine_refuses_a_bad_table_with_exit_code_2(tmp_path: Path, tables, fra
     assert done.returncode == 2
     assert fragment in done.stderr
     assert done.stdout == ""
+
+
+def documented_example() -> str:
+    """The ``engine.toml`` example of docs/builtins.md (between its markers)."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "builtins.md").read_text(encoding="utf-8")
+    block = text.split("<!-- http-config-example:begin -->", 1)[1].split(
+        "<!-- http-config-example:end -->", 1
+    )[0]
+    return block.strip().removeprefix("```toml").removesuffix("```")
+
+
+async def test_the_documented_configuration_runs(engine_factory, tmp_path):
+    config = tmp_path / "example.toml"
+    config.write_text(documented_example(), encoding="utf-8")
+    proc = engine_factory(config=config)
+    client = register_worker(proc.url, InitOptions(worker_name=unique("doc-example")))
+    try:
+        listed = await client.trigger_async({"function_id": "engine::workers::list", "payload": {}})
+        names = {row["name"] for row in listed["workers"]}
+        assert {"iii-http", "iii-http-functions"} <= names
+        client.register_function("doc::hello", lambda data: {"body": "hello"})
+        trigger = client.register_trigger(
+            {"type": "http", "function_id": "doc::hello", "config": {"api_path": "/hello"}}
+        )
+        await wait_routes(client, [trigger.id])
+        async with aiohttp.ClientSession() as session:
+            reply = await fetch(
+                session, "GET", proc.http_url + "/hello", headers={"Origin": "http://localhost:5173"}
+            )
+        # The example's global middleware auth::check is not registered here: every routed request
+        # reaches it and fails, which shows the [[http.middleware]] table is in force.
+        assert reply.status == 500
+        assert reply.json()["error"]["code"] == "function_not_found"
+        assert "auth::check" in reply.json()["error"]["message"]
+        assert reply.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
+    finally:
+        client.shutdown()
