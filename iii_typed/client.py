@@ -56,6 +56,7 @@ from .models import (
     EnqueueResult,
     HttpInvocationConfig,
     IIIConnectionState,
+    RegisterFunctionFormat,
     RegisterServiceInput,
     RegisterTriggerInput,
     RegisterTriggerTypeInput,
@@ -518,8 +519,8 @@ class III:
         handler_or_invocation: Callable[..., Any] | HttpInvocationConfig,
         description: str | None = None,
         metadata: dict[str, Any] | None = None,
-        request_format: Any = None,
-        response_format: Any = None,
+        request_format: RegisterFunctionFormat | dict[str, Any] | type[BaseModel] | None = None,
+        response_format: RegisterFunctionFormat | dict[str, Any] | type[BaseModel] | None = None,
     ) -> FunctionRef:
         """Register a function this worker serves (``registerfunction``, protocol.md §2.1).
 

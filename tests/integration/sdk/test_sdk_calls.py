@@ -459,3 +459,15 @@ def test_json_frames_are_compact_utf8(fake: FakeEngine, connect: Connect) -> Non
     raw = next(r.raw for r in fake.frames(type="invokefunction") if r.frame["function_id"] == "remote::echo")
     assert "名前".encode() in raw and b", " not in raw and b": " not in raw
     assert json.loads(raw)["data"] == {"名前": "Ada", "n": [1, 2]}
+
+
+def test_handshake_headers_token_and_no_compression(
+    fake: FakeEngine, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("III_TOKEN", "tok-123")
+    connect(fake.url, headers={"X-Team": "payments"})
+    headers = fake.connection(0).headers
+    assert headers.get("Authorization") == "Bearer tok-123"
+    assert headers.get("X-Team") == "payments"
+    assert headers.get("Sec-WebSocket-Extensions") is None  # no permessage-deflate offered
+    assert fake.connection(0).path == "/"

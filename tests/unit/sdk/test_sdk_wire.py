@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
+import threading
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -122,11 +122,8 @@ def test_fragments_never_split_a_code_point(text: str, size: int) -> None:
 
 
 def test_find_unserialisable_names_the_path() -> None:
-    sock = socket.socket()
-    try:
-        payload: Any = {"ok": [1, 2], "items": [{"a": 1}, {"conn": sock}]}
-        where = find_unserialisable(payload)
-        assert where.startswith("payload['items'][1]['conn'] (socket")
-        assert find_unserialisable({"fine": [1, "x", None, 1.5]}) == ""
-    finally:
-        sock.close()
+    lock = threading.Lock()
+    payload: Any = {"ok": [1, 2], "items": [{"a": 1}, {"lock": lock}]}
+    where = find_unserialisable(payload)
+    assert where.startswith("payload['items'][1]['lock'] (lock")
+    assert find_unserialisable({"fine": [1, "x", None, 1.5]}) == ""
