@@ -410,7 +410,11 @@ class HttpWorker(BuiltinWorker):
         # into the request channel as they arrive.
         raw: bytes | None = None
         if is_json or factory is None:
-            raw = await self._read_body(request, limit)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    raw = await self._read_body(request, limit)
+            except TimeoutError:
+                return web.Response(status=504)  # the client did not send its body in time
         request_info = {
             "headers": headers,
             "method": request.method,
