@@ -22,7 +22,9 @@ Behaviour of every call:
   absent optional field is omitted, not sent as ``null``);
 * the result is validated into the response type; a mismatch raises
   :class:`~iii_typed.errors.ResponseValidationError` naming the function and each failing field;
-* errors from the callee propagate as :class:`~iii_typed.errors.InvocationError` (from the SDK).
+* errors from the callee propagate as :class:`~iii_typed.errors.InvocationError` (from the SDK);
+* routing actions are sent as plain dicts (``{"type": "void"}``, ``{"type": "enqueue", "queue": q}``),
+  which ``III.trigger`` accepts like ``TriggerAction.Void()`` and the official ``iii`` client too.
 
 A side of a function that registered no schema is typed ``Any`` and passed through unchanged
 (pydantic models in it are still dumped in JSON mode).
@@ -37,7 +39,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast, overload
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .errors import ResponseValidationError
-from .models import EnqueueResult, TriggerAction
+from .models import EnqueueResult
 
 __all__ = [
     "Async",
@@ -319,9 +321,7 @@ class Call(_BoundBase[Req, Res]):
         Raises:
             pydantic.ValidationError: the request is invalid (nothing was sent).
         """
-        body = self._function.request_for(
-            request, self._runtime, action=TriggerAction.Void(), metadata=metadata
-        )
+        body = self._function.request_for(request, self._runtime, action={"type": "void"}, metadata=metadata)
         self._runtime.iii.trigger(body)
 
     def enqueue(
@@ -339,7 +339,7 @@ class Call(_BoundBase[Req, Res]):
             InvocationError: code ``enqueue_error`` when the engine has no queue provider.
         """
         body = self._function.request_for(
-            request, self._runtime, action=TriggerAction.Enqueue(queue=queue), timeout_ms=timeout_ms
+            request, self._runtime, action={"type": "enqueue", "queue": queue}, timeout_ms=timeout_ms
         )
         return _enqueue_result(self._runtime.iii.trigger(body))
 
@@ -364,9 +364,7 @@ class AsyncCall(_BoundBase[Req, Res]):
 
     async def void(self, request: Req, /, *, metadata: Mapping[str, Any] | None = None) -> None:
         """Invoke without waiting for a result (see :meth:`Call.void`)."""
-        body = self._function.request_for(
-            request, self._runtime, action=TriggerAction.Void(), metadata=metadata
-        )
+        body = self._function.request_for(request, self._runtime, action={"type": "void"}, metadata=metadata)
         await self._runtime.iii.trigger_async(body)
 
     async def enqueue(
@@ -379,7 +377,7 @@ class AsyncCall(_BoundBase[Req, Res]):
     ) -> EnqueueResult:
         """Put the invocation on the named queue (see :meth:`Call.enqueue`)."""
         body = self._function.request_for(
-            request, self._runtime, action=TriggerAction.Enqueue(queue=queue), timeout_ms=timeout_ms
+            request, self._runtime, action={"type": "enqueue", "queue": queue}, timeout_ms=timeout_ms
         )
         return _enqueue_result(await self._runtime.iii.trigger_async(body))
 

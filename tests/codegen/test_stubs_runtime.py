@@ -11,7 +11,7 @@ from typing import Annotated, Any, cast
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from iii_typed import ResponseValidationError, TriggerAction
+from iii_typed import ResponseValidationError
 from iii_typed.stubs import (
     Async,
     AsyncCall,
@@ -60,12 +60,12 @@ def test_call_options_are_sent_only_when_given() -> None:
     body = fn.request_for(
         Req(class_="a"),
         sync_runtime(object(), namespace="billing"),
-        action=TriggerAction.Void(),
+        action={"type": "void"},
         timeout_ms=250,
         metadata={"k": 1},
     )
     assert body["namespace"] == "billing" and body["timeout_ms"] == 250 and body["metadata"] == {"k": 1}
-    assert body["action"] == TriggerAction.Void()
+    assert body["action"] == {"type": "void"}
     with pytest.raises(ValueError, match="namespace is blank"):
         sync_runtime(object(), namespace=" ")
 
