@@ -260,25 +260,41 @@ def test_stubs_work_over_the_official_client(shop: tuple[EngineProcess, Service,
 
 
 def test_enqueue_goes_through_the_queue_provider(fresh_engine: EngineProcess, tmp_path: Path) -> None:
+    """Action ``enqueue`` reaches ``engine::queue::enqueue`` (protocol.md §4.1) and the job runs.
+
+    The engine's built-in queue provides it when enabled; otherwise a worker plays the provider
+    and records what the engine hands it.
+    """
+    runs: list[Any] = []
     enqueued: list[Any] = []
-    provider = register_worker(fresh_engine.url, _options("queue-provider"))
+    worker = register_worker(fresh_engine.url, _options("jobs-worker"))
     caller = register_worker(fresh_engine.url, _options("enqueue-caller"))
     try:
-        provider.register_function("engine::queue::enqueue", lambda data: enqueued.append(data) or {})
-        provider.register_function("jobs::run", lambda data: data, request_format=TOTAL_SCHEMA)
+        builtin = any(
+            f.function_id == "engine::queue::enqueue" for f in fetch_catalog(fresh_engine.url).functions
+        )
+        if not builtin:
+            worker.register_function("engine::queue::enqueue", lambda data: enqueued.append(data) or {})
+        worker.register_function(
+            "jobs::run", lambda data: runs.append(data) or data, request_format=TOTAL_SCHEMA
+        )
         _wait_registered(fresh_engine.url, {"jobs::run"})
         out = tmp_path / "jobs_client.py"
         assert main(["generate", "--url", fresh_engine.url, "--functions", "jobs::*", "-o", str(out)]) == 0
         module = import_path(out, "jobs_client_live")
-        receipt = module.Client(caller).jobs.run.enqueue(module.RunInput(total=7), queue="batch")
-        assert isinstance(receipt, EnqueueResult)
-        wait_for(lambda: enqueued, 5, what="the provider to be called")
-        assert enqueued[0]["queue"] == "batch" and enqueued[0]["function_id"] == "jobs::run"
-        assert enqueued[0]["data"] == {"total": 7}
-        assert enqueued[0]["messageReceiptId"] == receipt.message_receipt_id
+        receipt = module.Client(caller).jobs.run.enqueue(module.RunInput(total=7), queue="default")
+        assert isinstance(receipt, EnqueueResult) and receipt.message_receipt_id
+        if builtin:
+            wait_for(lambda: runs, 10, what="the queued job to run")
+            assert runs[0]["total"] == 7
+        else:
+            wait_for(lambda: enqueued, 5, what="the provider to be called")
+            assert enqueued[0]["queue"] == "default" and enqueued[0]["function_id"] == "jobs::run"
+            assert enqueued[0]["data"] == {"total": 7}
+            assert enqueued[0]["messageReceiptId"] == receipt.message_receipt_id
     finally:
         caller.shutdown()
-        provider.shutdown()
+        worker.shutdown()
 
 
 class TickProvider(TriggerHandler[TickConfig]):
