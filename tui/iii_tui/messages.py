@@ -1,0 +1,15 @@
+"""Messages the app posts to its screens."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+__all__ = ["StoreChanged"]
+
+
+class StoreChanged(Message):
+    """A flush applied new events; ``sections`` names what changed (``clock`` = a second passed)."""
+
+    def __init__(self, sections: frozenset[str]) -> None:
+        super().__init__()
+        self.sections = sections

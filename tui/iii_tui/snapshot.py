@@ -1,0 +1,84 @@
+"""Headless rendering: ``--snapshot DIR`` and the text of what a screen shows (tests, CI)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from rich.console import Console
+from textual.app import App
+from textual.pilot import Pilot
+
+from .clock import ManualClock
+from .source import EngineSource
+from .store import Store
+from .views import SCREENS, screen_text
+
+__all__ = ["DEFAULT_SIZE", "exit_code", "rendered_text", "snapshot_engine", "write_snapshots"]
+
+DEFAULT_SIZE = (120, 40)
+
+
+def rendered_text(app: App[object]) -> str:
+    """The current screen exactly as drawn, as plain text (one line per terminal row)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True, color_system=None)
+    render = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    console.print(render)
+    return "\n".join(line.rstrip() for line in console.export_text(styles=False).splitlines())
+
+
+def exit_code(store: Store) -> int:
+    """0 when the engine answered (healthy or degraded), 1 when it was unreachable."""
+    return 0 if store.connected_once else 1
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _write_texts(store: Store, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    return [_write(out / f"{name}.txt", screen_text(store, name)) for name in SCREENS]
+
+
+async def write_snapshots(
+    store: Store, out_dir: str | os.PathLike[str], size: tuple[int, int] = DEFAULT_SIZE
+) -> list[Path]:
+    """Write ``<screen>.txt`` (ids in full) and ``<screen>.svg`` for every screen.
+
+    Returns:
+        The files written.
+    """
+    from .app import IIIApp, NullSource
+
+    out = Path(out_dir)
+    written = _write_texts(store, out)
+    app = IIIApp(NullSource(), store=store, clock=ManualClock(store.now), readonly=True)
+
+    async def pilot(p: Pilot[object]) -> None:
+        for name in SCREENS:
+            await app.switch_mode(name)
+            await p.pause()
+            written.append(_write(out / f"{name}.svg", app.export_screenshot(title=f"iii-tui {name}")))
+        app.exit(0)
+
+    app.animation_level = "none"
+    await app.run_async(headless=True, size=size, auto_pilot=pilot)
+    return written
+
+
+async def snapshot_engine(
+    url: str,
+    out_dir: str | os.PathLike[str],
+    size: tuple[int, int] = DEFAULT_SIZE,
+    connect_timeout: float = 5.0,
+) -> int:
+    """Read every view of a live engine once, write the snapshots, return the exit code."""
+    store = Store()
+    source = EngineSource(url, readonly=True)
+    await source.collect(store.apply, connect_timeout)
+    await write_snapshots(store, out_dir, size)
+    return exit_code(store)

@@ -1,0 +1,503 @@
+"""The live data source: one SDK worker connection to the engine, no Textual imports.
+
+It reads only the engine's own surface (protocol.md §6.8, §7): ``engine::*`` functions and the
+``engine::functions-available``, ``engine::workers-available``, ``log`` and ``trace`` trigger types,
+plus the built-ins' introspection functions (``stream::list_all``, ``state::list_groups``,
+``engine::queue::*``, our ``engine::channels::list`` extension). Push where the engine pushes,
+polling elsewhere with per-view intervals. A function the engine lacks (``function_not_found``)
+becomes a ``missing`` event and is asked again slowly, so a view starts working when its
+built-in lands. Reconnection is the SDK's (backoff with jitter); after every reconnect every
+view is re-read at once.
+
+Everything it learns is handed to ``sink(Event)`` on the caller's event loop; it never touches
+the UI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from iii_typed import III, IIIError, InitOptions, InvocationError, ReconnectionConfig
+
+from .clock import Clock, SystemClock
+from .store import Event, as_dict, as_list, span_function
+
+__all__ = ["DEFAULT_INTERVALS", "EngineSource", "ReadOnlyError"]
+
+log = logging.getLogger("iii_tui.source")
+
+#: Poll interval per view, in seconds (push-fed views poll only as a fallback or safety net).
+DEFAULT_INTERVALS: dict[str, float] = {
+    "functions": 10.0,
+    "workers": 2.0,
+    "triggers": 3.0,
+    "health": 5.0,
+    "metrics": 2.0,
+    "traces": 1.0,
+    "logs": 1.0,
+    "channels": 2.0,
+    "streams": 5.0,
+    "queues": 3.0,
+}
+
+#: How long to wait before asking again for a function the engine does not have.
+MISSING_RETRY_S = 10.0
+#: At most this many ``engine::workers::info`` / ``topic_stats`` calls per poll round.
+DETAIL_FANOUT = 16
+
+
+class ReadOnlyError(PermissionError):
+    """A writing action was attempted in ``--readonly`` mode (or on a replay)."""
+
+
+class EngineSource:
+    """Reads the engine through an SDK worker and emits :class:`~iii_tui.store.Event` s.
+
+    Args:
+        url: Engine WebSocket URL.
+        readonly: Refuse every writing action (:meth:`call`).
+        intervals: Poll intervals overriding :data:`DEFAULT_INTERVALS`.
+        clock: Time source for event timestamps.
+        reconnect_initial_ms: First reconnection delay (doubles up to ``reconnect_max_ms``).
+        reconnect_max_ms: Longest reconnection delay.
+        call_timeout_ms: Timeout of the reads.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        readonly: bool = False,
+        intervals: dict[str, float] | None = None,
+        clock: Clock | None = None,
+        reconnect_initial_ms: int = 250,
+        reconnect_max_ms: int = 5000,
+        call_timeout_ms: int = 10000,
+    ) -> None:
+        self.url = url
+        self.readonly = readonly
+        self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}
+        self.clock = clock or SystemClock()
+        self.call_timeout_ms = call_timeout_ms
+        self._reconnect = ReconnectionConfig(
+            initial_delay_ms=reconnect_initial_ms, max_delay_ms=reconnect_max_ms, jitter_factor=0.3
+        )
+        self._iii: III | None = None
+        self._sink: Callable[[Event], None] = lambda e: None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected = asyncio.Event()
+        self._wake: dict[str, asyncio.Event] = {}
+        self._missing: set[str] = set()
+        self._trigger_types: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._state = "connecting"
+        self._push_logs_seen = False
+        self._push_traces_seen = False
+        self._last_log_ms = 0.0
+        self._last_span_ms = 0.0
+        self._worker_cursor = 0
+        self._tag = uuid.uuid4().hex[:8]
+        self.state_changes = 0
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """Whether the SDK connection is up."""
+        return self._state == "connected"
+
+    def _emit(self, kind: str, data: Any) -> None:
+        self._sink(Event(self.clock.now(), kind, data))
+
+    def _on_state(self, state: str) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self._apply_state, state)
+        except RuntimeError:
+            pass
+
+    def _apply_state(self, state: str) -> None:
+        if state == self._state:
+            return
+        self._state = state
+        self.state_changes += 1
+        self._emit("conn", {"state": state, "url": self.url})
+        if state == "connected":
+            self._connected.set()
+            for wake in self._wake.values():
+                wake.set()
+        else:
+            self._connected.clear()
+
+    def _start_client(self) -> III:
+        self._loop = asyncio.get_running_loop()
+        self._emit("conn", {"state": "connecting", "url": self.url})
+        iii = III(
+            self.url,
+            InitOptions(
+                worker_name=f"iii-tui:{self._tag}",
+                worker_description="iii-tui dashboard (read-mostly)",
+                reconnection_config=self._reconnect,
+                invocation_timeout_ms=self.call_timeout_ms,
+                otel={"enabled": False},
+                enable_metrics_reporting=False,
+            ),
+        )
+        self._iii = iii
+        iii.add_connection_state_listener(self._on_state)
+        return iii
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _read(self, function_id: str, payload: dict[str, Any], kind: str | None = None) -> Any:
+        """Call an engine read; ``None`` when the function is missing or the call failed."""
+        iii = self._iii
+        if iii is None:
+            return None
+        try:
+            result = await iii.trigger_async(
+                {"function_id": function_id, "payload": payload, "timeout_ms": self.call_timeout_ms}
+            )
+        except InvocationError as exc:
+            if exc.code == "function_not_found":
+                if function_id not in self._missing:
+                    self._missing.add(function_id)
+                    self._emit("missing", {"function_id": function_id})
+            else:
+                log.debug("%s failed: %s", function_id, exc)
+            return None
+        except IIIError as exc:
+            log.debug("%s failed: %s", function_id, exc)
+            return None
+        if function_id in self._missing:
+            self._missing.discard(function_id)
+            self._emit("available", {"function_id": function_id})
+        if kind is not None:
+            self._emit(kind, result)
+        return result
+
+    # -- polls ---------------------------------------------------------------------------------
+    async def _poll_functions(self) -> None:
+        await self._read("engine::functions::list", {"include_internal": True}, "functions")
+
+    async def _poll_workers(self) -> None:
+        result = await self._read("engine::workers::list", {}, "workers")
+        workers = [w for w in as_list(as_dict(result).get("workers")) if isinstance(w, dict)]
+        ws = [w for w in workers if w.get("runtime") != "engine" and isinstance(w.get("name"), str)]
+        if not ws:
+            return
+        start = self._worker_cursor % len(ws)
+        batch = (ws[start:] + ws[:start])[:DETAIL_FANOUT]
+        self._worker_cursor = start + len(batch)
+        await asyncio.gather(*(self._worker_info(str(w["name"]), w.get("namespace")) for w in batch))
+
+    async def _worker_info(self, name: str, namespace: Any = None) -> None:
+        payload: dict[str, Any] = {"name": name}
+        if isinstance(namespace, str) and namespace != "default":
+            payload["namespace"] = namespace
+        await self._read("engine::workers::info", payload, "worker_info")
+
+    async def _poll_triggers(self) -> None:
+        await self._read(
+            "engine::registered-triggers::list",
+            {"include_internal": True, "include_pending": True},
+            "triggers",
+        )
+        types = await self._read("engine::triggers::list", {"include_internal": True}, "trigger_types")
+        if types is not None:
+            self._trigger_types = {
+                str(t.get("id")) for t in as_list(as_dict(types).get("triggers")) if isinstance(t, dict)
+            }
+
+    async def _poll_health(self) -> None:
+        await self._read("engine::health::check", {}, "health")
+
+    async def _poll_metrics(self) -> None:
+        result = await self._read("engine::metrics::list", {})
+        if isinstance(result, dict):
+            # sdk_metrics can be large and is not shown: keep the engine's aggregate only.
+            self._emit("metrics", {k: v for k, v in result.items() if k in ("engine_metrics", "timestamp")})
+
+    async def _poll_traces(self) -> None:
+        if "trace" in self._trigger_types and self._push_traces_seen:
+            return
+        since = self._last_span_ms - 2000 if self._last_span_ms else self.clock.now() * 1000 - 300_000
+        result = await self._read(
+            "engine::traces::list",
+            {"start_time": int(since), "limit": 2000, "include_internal": False},
+        )
+        spans = [s for s in as_list(as_dict(result).get("spans")) if isinstance(s, dict)]
+        if result is not None:
+            self._push_traces_seen = "trace" in self._trigger_types
+            self._note_spans(spans)
+            self._emit("spans", {"spans": spans})
+
+    def _note_spans(self, spans: list[dict[str, Any]]) -> None:
+        for span in spans:
+            start = span.get("start_time_unix_nano")
+            if isinstance(start, int | float):
+                self._last_span_ms = max(self._last_span_ms, start / 1e6)
+
+    async def _poll_logs(self) -> None:
+        if "log" in self._trigger_types and self._push_logs_seen:
+            return
+        since = self._last_log_ms - 2000 if self._last_log_ms else self.clock.now() * 1000 - 300_000
+        result = await self._read("engine::logs::list", {"start_time": int(since), "limit": 2000})
+        logs = [r for r in as_list(as_dict(result).get("logs")) if isinstance(r, dict)]
+        if result is not None:
+            self._push_logs_seen = "log" in self._trigger_types
+            for rec in logs:
+                ts = rec.get("timestamp_unix_nano")
+                if isinstance(ts, int | float):
+                    self._last_log_ms = max(self._last_log_ms, ts / 1e6)
+            self._emit("logs", {"logs": logs})
+
+    async def _poll_channels(self) -> None:
+        await self._read("engine::channels::list", {}, "channels")
+
+    async def _poll_streams(self) -> None:
+        await self._read("stream::list_all", {}, "streams")
+        await self._read("state::list_groups", {}, "state_groups")
+
+    async def _poll_queues(self) -> None:
+        result = await self._read("engine::queue::list_topics", {}, "queues")
+        topics = as_list(as_dict(result).get("topics")) if isinstance(result, dict) else as_list(result)
+        names = [
+            t if isinstance(t, str) else as_dict(t).get("topic") or as_dict(t).get("name") for t in topics
+        ]
+        clean = [n for n in names if isinstance(n, str)][:DETAIL_FANOUT]
+        for name in clean:
+            stats = await self._read("engine::queue::topic_stats", {"topic": name})
+            if isinstance(stats, dict):
+                self._emit("topic_stats", {"topic": name, **stats})
+        await self._read("engine::queue::dlq_topics", {}, "dlq")
+
+    def _polls(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        return {
+            "functions": self._poll_functions,
+            "workers": self._poll_workers,
+            "triggers": self._poll_triggers,
+            "health": self._poll_health,
+            "metrics": self._poll_metrics,
+            "traces": self._poll_traces,
+            "logs": self._poll_logs,
+            "channels": self._poll_channels,
+            "streams": self._poll_streams,
+            "queues": self._poll_queues,
+        }
+
+    _POLL_FUNCTIONS: dict[str, tuple[str, ...]] = {
+        "health": ("engine::health::check",),
+        "metrics": ("engine::metrics::list",),
+        "traces": ("engine::traces::list",),
+        "logs": ("engine::logs::list",),
+        "channels": ("engine::channels::list",),
+        "streams": ("stream::list_all", "state::list_groups"),
+        "queues": ("engine::queue::list_topics",),
+    }
+
+    async def _poll_loop(self, name: str, fn: Callable[[], Awaitable[None]]) -> None:
+        wake = self._wake.setdefault(name, asyncio.Event())
+        while True:
+            await self._connected.wait()
+            wake.clear()
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a view's poll must never stop the others
+                log.exception("poll %s failed", name)
+            interval = self.intervals.get(name, 5.0)
+            needed = self._POLL_FUNCTIONS.get(name, ())
+            if needed and all(f in self._missing for f in needed):
+                interval = max(interval, MISSING_RETRY_S)
+            try:
+                await asyncio.wait_for(wake.wait(), interval)
+            except TimeoutError:
+                pass
+
+    # -- push ----------------------------------------------------------------------------------
+    def _register_push(self, iii: III) -> None:
+        meta = {"internal": True, "iii_tui": True}
+        fmt = {"type": "object"}
+
+        async def on_functions(data: Any) -> None:
+            self._threadsafe(self._emit, "functions", data)
+
+        async def on_workers(data: Any) -> None:
+            self._threadsafe(self._emit, "registry", data)
+            self._threadsafe(self.wake, "workers")
+
+        async def on_log(data: Any) -> None:
+            self._push_logs_seen = True
+            self._threadsafe(self._emit, "logs", {"logs": [data]})
+
+        async def on_trace(data: Any) -> None:
+            self._push_traces_seen = True
+            ids = [i for i in as_list(as_dict(data).get("trace_ids")) if isinstance(i, str)]
+            if ids:
+                self._threadsafe(self._spawn_trace_fetch, ids)
+
+        for suffix, handler, trigger_type, config in (
+            ("functions", on_functions, "engine::functions-available", {}),
+            ("workers", on_workers, "engine::workers-available", {}),
+            ("log", on_log, "log", {"level": "all"}),
+            ("trace", on_trace, "trace", {}),
+        ):
+            fid = f"iii-tui::{self._tag}::{suffix}"
+            iii.register_function(
+                fid, handler, description=f"iii-tui push: {trigger_type}", metadata=meta, request_format=fmt
+            )
+            iii.register_trigger({"type": trigger_type, "function_id": fid, "config": config})
+
+    def _threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass
+
+    def _spawn_trace_fetch(self, ids: list[str]) -> None:
+        async def fetch() -> None:
+            result = await self._read(
+                "engine::traces::list", {"trace_ids": ids, "limit": 10000, "include_internal": False}
+            )
+            spans = [s for s in as_list(as_dict(result).get("spans")) if isinstance(s, dict)]
+            if spans:
+                self._note_spans(spans)
+                self._emit("spans", {"spans": spans})
+
+        self._spawn(fetch())
+
+    # -- public --------------------------------------------------------------------------------
+    def wake(self, view: str) -> None:
+        """Poll ``view`` now instead of at its next interval."""
+        event = self._wake.get(view)
+        if event is not None:
+            event.set()
+
+    async def run(self, sink: Callable[[Event], None]) -> None:
+        """Connect and keep emitting events until cancelled (reconnecting as needed)."""
+        self._sink = sink
+        iii = self._start_client()
+        self._register_push(iii)
+        loops = [asyncio.create_task(self._poll_loop(n, fn)) for n, fn in self._polls().items()]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+            self._sink = lambda e: None
+            await self.stop()
+
+    async def collect(self, sink: Callable[[Event], None], connect_timeout: float = 5.0) -> bool:
+        """Read every view once (``--snapshot``).
+
+        Returns:
+            ``False`` when the engine could not be reached within ``connect_timeout`` seconds.
+        """
+        self._sink = sink
+        self._start_client()
+        try:
+            await asyncio.wait_for(self._connected.wait(), connect_timeout)
+        except TimeoutError:
+            self._emit("conn", {"state": "unreachable", "url": self.url, "error": "no connection"})
+            await self.stop()
+            return False
+        self._trigger_types = set()
+        await self._poll_triggers()
+        polls = self._polls()
+        await asyncio.gather(*(fn() for name, fn in polls.items() if name != "triggers"))
+        self._worker_cursor = 0
+        self._sink = lambda e: None  # the shutdown's state changes are not part of the snapshot
+        await self.stop()
+        return True
+
+    def request(self, kind: str, arg: str) -> None:
+        """Fetch a detail now (``function_info``, ``worker_info``, ``trace_tree``, ``state_items``,
+        ``dlq_messages``); the answer arrives as an event of that kind."""
+        if self._iii is None:
+            return
+        if kind == "function_info":
+            self._spawn(self._read("engine::functions::info", {"function_id": arg}, "function_info"))
+        elif kind == "worker_info":
+            self._spawn(self._worker_info(arg))
+        elif kind == "trace_tree":
+
+            async def tree() -> None:
+                result = await self._read("engine::traces::tree", {"trace_id": arg})
+                if isinstance(result, dict):
+                    self._emit("trace_tree", {"trace_id": arg, "roots": result.get("roots", [])})
+
+            self._spawn(tree())
+        elif kind == "state_items":
+
+            async def items() -> None:
+                result = await self._read("state::list", {"scope": arg})
+                if result is not None:
+                    self._emit("state_items", {"scope": arg, "items": result})
+
+            self._spawn(items())
+        elif kind == "dlq_messages":
+
+            async def messages() -> None:
+                result = await self._read("engine::queue::dlq_messages", {"topic": arg, "limit": 100})
+                if result is not None:
+                    rows = as_dict(result).get("messages", result)
+                    self._emit("dlq_messages", {"topic": arg, "messages": rows})
+
+            self._spawn(messages())
+        elif kind in self._polls():
+            self.wake(kind)
+
+    async def call(self, function_id: str, payload: Any, timeout_ms: int = 30000) -> Any:
+        """Invoke any function (a writing action: refused in read-only mode).
+
+        Raises:
+            ReadOnlyError: in read-only mode.
+            InvocationError: the call failed (code and message from the engine or the handler).
+        """
+        if self.readonly:
+            raise ReadOnlyError("read-only mode: actions that write are disabled")
+        if self._iii is None:
+            raise InvocationError("NOT_CONNECTED", "the dashboard is not connected yet")
+        return await self._iii.trigger_async(
+            {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
+        )
+
+    async def find_trace(self, function_id: str, since_s: float) -> str | None:
+        """The trace id of the newest root span of ``function_id`` started after ``since_s``."""
+        result = await self._read(
+            "engine::traces::list",
+            {"start_time": int(since_s * 1000) - 50, "limit": 200, "include_internal": False},
+        )
+
+        best: tuple[float, str] | None = None
+        for span in as_list(as_dict(result).get("spans")):
+            if not isinstance(span, dict) or span.get("parent_span_id"):
+                continue
+            if span_function(span) != function_id or not isinstance(span.get("trace_id"), str):
+                continue
+            start = span.get("start_time_unix_nano")
+            key = float(start) if isinstance(start, int | float) else 0.0
+            if best is None or key > best[0]:
+                best = (key, span["trace_id"])
+        return best[1] if best else None
+
+    async def stop(self) -> None:
+        """Disconnect (idempotent)."""
+        for task in list(self._tasks):
+            task.cancel()
+        iii, self._iii = self._iii, None
+        if iii is not None:
+            await iii.shutdown_async()
