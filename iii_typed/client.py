@@ -105,6 +105,11 @@ T = TypeVar("T")
 #: Seconds ``register_worker`` / ``connect_async`` wait for a connection (decisions "Errors").
 CONNECT_BUDGET_S: Final = 30.0
 
+#: A loop stall longer than this (seconds) is logged at WARNING (cases.md B13).
+STALL_WARNING_S: Final = 1.0
+
+_TICK_S: Final = 0.25
+
 #: Cheap engine function called once after connecting, as a barrier behind the worker registration.
 BARRIER_FUNCTION: Final = "engine::health::check"
 
@@ -359,7 +364,9 @@ class III:
         self._loop = LoopThread()
         self._conn = Connection(self._address, self._options, _Hooks(self))
         self._conn.add_listener(self._on_state)
+        self._last_tick = time.monotonic()
         self._loop.call_soon(self._conn.start)
+        self._loop.call_soon(self._watchdog_tick)
         atexit.register(self._atexit)
         log.info(
             "iii worker %r (namespace %s) connecting to %s",
@@ -1030,8 +1037,32 @@ class III:
 
     async def _run_async_handler(self, spec: HandlerSpec, frame: InvokeFunction, data: Any) -> None:
         out = await _handlers.run_async(spec, frame, data)
+        stalled = time.monotonic() - self._last_tick
+        if stalled > STALL_WARNING_S + _TICK_S:
+            # No watchdog tick ran while this handler's last step did: it blocked the loop.
+            self._last_tick = time.monotonic()
+            log.warning(
+                "the async handler of %r blocked the SDK event loop for about %.1f s: blocking work "
+                "stalls every call and the keepalive; make the handler a plain `def` (it then runs on "
+                "its own thread) or await non-blocking APIs",
+                spec.function_id,
+                stalled,
+            )
         if out is not None:
             await self._conn.send(out)
+
+    def _watchdog_tick(self) -> None:
+        """Notice event-loop stalls (cases.md B13): a tick every 250 ms; a late one means the
+        loop was blocked (by an async handler, a listener, …)."""
+        now = time.monotonic()
+        stalled = now - self._last_tick - _TICK_S
+        self._last_tick = now
+        if stalled > STALL_WARNING_S:
+            log.warning(
+                "the SDK event loop was blocked for about %.1f s (blocking code on the loop?)", stalled
+            )
+        if not self._closed:
+            asyncio.get_running_loop().call_later(_TICK_S, self._watchdog_tick)
 
     def _run_sync_handler(self, spec: HandlerSpec, frame: InvokeFunction, data: Any) -> None:
         out = _handlers.run_sync(spec, frame, data, self._await_on_loop)

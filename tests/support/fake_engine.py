@@ -165,7 +165,7 @@ class FakeEngine:
 
         async def close(conn: FakeConnection) -> None:
             try:
-                await asyncio.wait_for(conn.ws.close(code, "engine stopping"), 2)
+                await asyncio.wait_for(conn.ws.close(code, "engine stopping"), 0.5)
             except TimeoutError:
                 conn.ws.transport.abort()  # e.g. reading was paused: no closing handshake possible
 

@@ -26,9 +26,11 @@ from iii_typed import (
     TriggerConfig,
     TriggerHandler,
     current_invocation,
+    register_worker,
 )
 from iii_typed.client import BARRIER_FUNCTION
 from iii_typed.protocol.frames import MAX_MESSAGE_BYTES
+from tests.integration.sdk.sdk_support import fast_options
 from tests.support.fake_engine import FakeEngine, FakeError
 from tests.support.waiting import wait_for
 
@@ -471,3 +473,39 @@ def test_handshake_headers_token_and_no_compression(
     assert headers.get("X-Team") == "payments"
     assert headers.get("Sec-WebSocket-Extensions") is None  # no permessage-deflate offered
     assert fake.connection(0).path == "/"
+
+
+def test_blocking_async_handler_is_named_in_a_warning_and_sync_ones_do_not_stall(
+    fake: FakeEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+
+    def slow_sync(data: Any) -> str:
+        release.wait(1.5)  # legit blocking work: runs on its own thread
+        return "ok"
+
+    async def slow_async(data: Any) -> str:
+        threading.Event().wait(1.3)  # misbehaving: blocking work on the SDK loop
+        return "ok"
+
+    with register_worker(fake.url, fast_options(keepalive_interval_ms=None)) as iii:
+        iii.register_function("t::slow_sync", slow_sync)
+        iii.register_function("t::slow_async", slow_async)
+        with caplog.at_level(logging.WARNING, logger="iii_typed"):
+            results: list[dict[str, Any]] = []
+            callers = [
+                threading.Thread(target=lambda: results.append(fake.invoke("t::slow_sync", {})))
+                for _ in range(2)
+            ]
+            started = time.monotonic()
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(5)
+            assert [r["result"] for r in results] == ["ok", "ok"]
+            assert time.monotonic() - started < 2.5  # the two sync handlers ran side by side
+            assert not [r for r in caplog.records if "blocked" in r.getMessage()]
+            assert fake.invoke("t::slow_async", {})["result"] == "ok"
+        warnings = [r.getMessage() for r in caplog.records if "blocked the SDK event loop" in r.getMessage()]
+        assert len(warnings) == 1 and "'t::slow_async'" in warnings[0]
+        assert len(fake.connections) == 1  # no reconnect
