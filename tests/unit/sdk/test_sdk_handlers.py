@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from iii_typed import current_invocation
 from iii_typed._handlers import HandlerSpec, run_async, run_sync
-from iii_typed.protocol.frames import InvokeFunction
+from iii_typed.protocol.frames import MAX_MESSAGE_BYTES, InvokeFunction
 
 
 class GreetInput(BaseModel):
@@ -171,3 +171,8 @@ def test_models_defined_in_a_local_scope_resolve_with_its_locals() -> None:
 
     assert HandlerSpec.of("py::f", handler).model is None  # string annotation, no locals given
     assert HandlerSpec.of("py::f", handler, {"Local": Local}).model is Local
+
+
+def test_oversized_results_are_replaced_by_a_payload_too_large_error() -> None:
+    error = _run(lambda data: "x" * (MAX_MESSAGE_BYTES + 1), {})["error"]
+    assert error["code"] == "payload_too_large" and "64 MiB" in error["message"]
