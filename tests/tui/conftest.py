@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pytest
+from iii_tui.app import IIIApp
+from iii_tui.snapshot import rendered_text
+from iii_tui.source import EngineSource
 from pydantic import BaseModel
 
 from iii_typed import III, InitOptions, register_worker
 from iii_typed.engine.process import EngineProcess
-from iii_tui.app import IIIApp
-from iii_tui.snapshot import rendered_text
-from iii_tui.source import EngineSource
 from tests.support.waiting import wait_for_async
 
 FAST = {

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from iii_typed.engine.process import EngineProcess
 from iii_tui.modals import InvokeScreen, ResultScreen
 from iii_tui.screens import DashScreen, FunctionsScreen, WorkersScreen
 from iii_tui.snapshot import rendered_text
 from iii_tui.source import ReadOnlyError
 from iii_tui.widgets import KeyedTable
+
+from iii_typed.engine.process import EngineProcess
 
 from .conftest import OrdersWorker, make_app, wait_text, wait_until
 

@@ -34,8 +34,9 @@ class KeyedTable(DataTable[Any]):
     (cases.md B17: pruning must not cost one layout pass per removed row).
     """
 
-    def __init__(self, columns: Sequence[str], *, id: str | None = None) -> None:
+    def __init__(self, columns: Sequence[str], *, id: str | None = None, max_cell: int = 44) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=False)
+        self.max_cell = max_cell
         self.column_names = tuple(columns)
         self._keys: list[str] = []
         self._cells: dict[str, tuple[str, ...]] = {}
@@ -46,14 +47,18 @@ class KeyedTable(DataTable[Any]):
         for name in self.column_names:
             self.add_column(name, key=name)
 
+    def _cut(self, cell: str) -> str:
+        return cell if len(cell) <= self.max_cell else cell[: self.max_cell - 1] + "…"
+
     def _styled(self, row: Row) -> list[Any]:
+        cells = [self._cut(c) for c in row.cells]
         if not row.style:
-            return list(row.cells)
+            return cells
         theme = self.app.current_theme
         color = {"error": theme.error, "warn": theme.warning, "ok": theme.success}.get(row.style)
         if not color:
-            return list(row.cells)
-        return [Text(cell, style=color) for cell in row.cells]
+            return cells
+        return [Text(cell, style=color) for cell in cells]
 
     @property
     def keys(self) -> list[str]:
