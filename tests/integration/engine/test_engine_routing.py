@@ -173,7 +173,10 @@ async def test_builtin_input_is_parsed_strictly(engine, workers):
     assert "functions" in await caller.result("engine::functions::list", None)
 
 
-async def test_enqueue_without_a_queue_provider(engine, workers):
+async def test_enqueue_without_a_queue_provider(engine_factory, tmp_path, workers):
+    # The dev engine runs the queue built-in by default; without it, the real engine's error.
+    (tmp_path / "engine.toml").write_text("[queue]\nenabled = false\n", encoding="utf-8")
+    engine = engine_factory(config=tmp_path / "engine.toml")
     caller = await workers(engine.url)
     reply = await caller.call("anything::x", {"a": 4}, action={"type": "enqueue", "queue": "jobs"})
     assert reply["error"] == {"code": "enqueue_error", "message": NO_QUEUE_PROVIDER_MESSAGE}
