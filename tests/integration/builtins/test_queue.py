@@ -420,3 +420,25 @@ def test_bad_queue_settings_stop_start_up(tmp_path: Path, text: str, needle: str
     with pytest.raises(EngineStartError):
         proc.start()
     assert needle in proc.stderr_tail()
+
+
+def test_documented_example_config(engine_factory: Any, tmp_path: Path) -> None:
+    docs = (Path(__file__).resolve().parents[3] / "docs" / "builtins.md").read_text(encoding="utf-8")
+    block = docs.split("<!-- example-config:state-queue -->", 1)[1]
+    toml = block.split("```toml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "engine.toml").write_text(toml, encoding="utf-8")
+    proc = engine_factory(config=tmp_path / "engine.toml")
+    with client(proc.url) as iii:
+        topics = call(iii, "engine::queue::list_topics", {})
+        assert {"broker_type": "function_queue", "name": "payments", "subscriber_count": 4} in topics
+        assert {"broker_type": "function_queue", "name": "default", "subscriber_count": 10} in topics
+        got = Recorder()
+        fid = f"{unique('doc')}::pay"
+        iii.register_function(fid, got)
+        enqueue(iii, fid, {"account": "acc-1", "amount": 5}, "payments")
+        assert got.wait(1)[0].data == {"account": "acc-1", "amount": 5}
+        assert got.calls[0].metadata is None  # delivery_metadata = false
+        with pytest.raises(InvocationError):
+            call(iii, "state::set", {"scope": "s", "key": "k", "value": "x" * 1_048_600})
+        call(iii, "state::set", {"scope": "s", "key": "k", "value": 1})
+    assert (tmp_path / ".iii" / "state.sqlite3").exists() and (tmp_path / ".iii" / "queue.sqlite3").exists()
