@@ -180,6 +180,8 @@ class FakeEngine:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()  # no "unclosed event loop" finalizer left for the GC
 
     def __enter__(self) -> FakeEngine:
         return self.start()

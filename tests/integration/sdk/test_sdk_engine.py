@@ -16,6 +16,7 @@ from iii_typed import (
     InvocationError,
     InvocationTimeoutError,
     ReconnectionConfig,
+    RegistrationRejectedError,
     register_worker,
 )
 from iii_typed.engine.process import EngineProcess
@@ -288,3 +289,13 @@ def test_reconnect_after_engine_restart(fresh_engine: EngineProcess) -> None:
         assert time.monotonic() - reachable < 2.5
         wait_registered(caller, fid)
         assert caller.trigger({"function_id": fid, "payload": {}}) == "alive"
+
+
+def test_a_second_worker_with_a_taken_name_is_refused(make: Make) -> None:
+    name = unique("docs-worker")
+    first = make(worker_name=name)
+    with pytest.raises(RegistrationRejectedError) as info:
+        register_worker(first.get_address(), fast_options(worker_name=name))
+    assert info.value.code == "WORKER_NAMESPACE_CONFLICT" and info.value.worker_name == name
+    assert info.value.owner_worker_id == first.worker_id
+    assert first.get_connection_state() == "connected"

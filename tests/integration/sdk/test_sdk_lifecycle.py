@@ -69,6 +69,10 @@ def test_run_forever_shuts_down_cleanly_on_a_signal(fake: FakeEngine, signum: in
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        pump.join(5)
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     assert proc.returncode == 0, "".join(err_lines)
     assert "stopped" in out
     closed = fake.wait_closed(0)
