@@ -48,6 +48,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--size", type=_size, default=(120, 40), help="snapshot size WIDTHxHEIGHT (default 120x40)"
     )
     parser.add_argument("--screen", default="overview", help="first screen (default overview)")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=5.0,
+        help="--snapshot: seconds to wait for the engine (default 5)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     if args.replay and args.record:
         parser.error("--record and --replay cannot be combined")
@@ -80,7 +86,7 @@ async def _snapshot(args: argparse.Namespace, url: str) -> int:
         await source.run(store.apply)
         await write_snapshots(store, args.snapshot, args.size)
         return exit_code(store)
-    return await snapshot_engine(url, args.snapshot, args.size)
+    return await snapshot_engine(url, args.snapshot, args.size, args.connect_timeout, args.record)
 
 
 def _interactive(args: argparse.Namespace, url: str) -> int:

@@ -11,8 +11,9 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from .clock import ManualClock
+from .session import SessionWriter
 from .source import EngineSource
-from .store import Store
+from .store import Event, Store
 from .views import SCREENS, screen_text
 
 __all__ = ["DEFAULT_SIZE", "exit_code", "rendered_text", "snapshot_engine", "write_snapshots"]
@@ -75,10 +76,30 @@ async def snapshot_engine(
     out_dir: str | os.PathLike[str],
     size: tuple[int, int] = DEFAULT_SIZE,
     connect_timeout: float = 5.0,
+    record: str | os.PathLike[str] | None = None,
 ) -> int:
-    """Read every view of a live engine once, write the snapshots, return the exit code."""
+    """Read every view of a live engine once, write the snapshots, return the exit code.
+
+    Args:
+        url: Engine URL.
+        out_dir: Folder for ``<screen>.svg`` and ``<screen>.txt``.
+        size: Terminal size of the SVGs.
+        connect_timeout: Seconds to wait for the connection.
+        record: Also write the events read to this session file.
+    """
     store = Store()
     source = EngineSource(url, readonly=True)
-    await source.collect(store.apply, connect_timeout)
+    writer = SessionWriter(record, url, source.clock.now()) if record is not None else None
+
+    def sink(event: Event) -> None:
+        store.apply(event)
+        if writer is not None:
+            writer.write(event)
+
+    try:
+        await source.collect(sink, connect_timeout)
+    finally:
+        if writer is not None:
+            writer.close()
     await write_snapshots(store, out_dir, size)
     return exit_code(store)

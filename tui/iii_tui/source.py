@@ -412,6 +412,7 @@ class EngineSource:
             await asyncio.wait_for(self._connected.wait(), connect_timeout)
         except TimeoutError:
             self._emit("conn", {"state": "unreachable", "url": self.url, "error": "no connection"})
+            self._sink = lambda e: None
             await self.stop()
             return False
         self._trigger_types = set()

@@ -1,0 +1,242 @@
+"""Pure parts of the dashboard: filter grammar, store, waterfall, schema forms, session files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from iii_tui.filtering import Filter
+from iii_tui.schema_form import MISSING, build_value, fields_from_schema, initial_raw, raw_from_value
+from iii_tui.session import ReplaySource, SessionError, read_session, write_session
+from iii_tui.store import Event, Store, StoreLimits, clean_text, percentile
+from iii_tui.views import function_rows, screen_text
+from iii_tui.waterfall import bar, waterfall_rows
+
+from .sessions import T0, span
+
+ROW = {"function": "orders::create", "worker": "py-1", "status": "error", "duration": 120.0, "trace": "abc"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", True),
+        ("orders", True),
+        ("ORDERS", True),
+        ("nothing", False),
+        ("fn:orders::", True),
+        ("function=orders::create", True),
+        ("fn=orders", False),
+        ("status=error dur>100ms", True),
+        ("dur>0.2s", False),
+        ("dur<=120", True),
+        ("!status=ok", True),
+        ("!status=error", False),
+        ("/^orders::c/", True),
+        ("/^create/", False),
+        ('"py-1"', True),
+        ("w:py t:ab", True),
+        ("missing:x", False),
+    ],
+)
+def test_filter_grammar(text: str, expected: bool) -> None:
+    flt = Filter.parse(text)
+    assert flt.error is None
+    assert flt.matches(ROW) is expected
+
+
+def test_filter_errors_and_unknown_fields() -> None:
+    assert Filter.parse("/[/").error is not None
+    assert Filter.parse('"open').error is not None
+    assert Filter.parse("dur>abc").error is not None
+    assert Filter.parse("bogus:1 fn:x").unknown_fields({"function"}) == ["bogus"]
+
+
+def test_clean_text_makes_values_safe() -> None:
+    assert clean_text("a\x1b[31mb") == "a\\x1b[31mb"
+    assert clean_text("bad \udcff") == "bad ?"
+    assert clean_text("two\nlines") == "two ⏎ lines"
+    assert clean_text({"b": 1}) == '{"b":1}'
+    cut = clean_text("x" * 5000)
+    assert cut.startswith("x" * 2000) and cut.endswith("(+3000 chars)")
+    assert clean_text(None) == ""
+
+
+def test_store_invocations_stats_and_bounds() -> None:
+    store = Store(StoreLimits(invocations=10))
+    for i in range(30):
+        status = "error" if i % 3 == 0 else "ok"
+        store.apply(
+            Event(T0 + i, "spans", [span(f"{i:032x}", f"{i:016x}", "f::x", i * 1000, 10.0 + i, status)])
+        )
+    assert len(store.invocations) == 10 and store.invocations_total == 30
+    stats = store.fn_stats["f::x"]
+    assert stats.calls == 30 and stats.errors == 10
+    assert stats.p(0.5) == 24.0
+    # a span seen again (pending then done) counts once
+    store.apply(Event(T0 + 40, "spans", [span("p" * 32, "q" * 16, "f::y", 40_000, None)]))
+    assert store.invocations[-1].status == "running" and "f::y" not in store.fn_stats
+    store.apply(Event(T0 + 41, "spans", [span("p" * 32, "q" * 16, "f::y", 40_000, 7.0)]))
+    store.apply(Event(T0 + 42, "spans", [span("p" * 32, "q" * 16, "f::y", 40_000, 7.0)]))
+    assert store.invocations[-1].status == "ok" and store.fn_stats["f::y"].calls == 1
+    assert percentile([], 0.5) is None and percentile([1, 2, 3, 4], 0.95) == 4
+
+
+def test_store_logs_dedup_and_missing_views() -> None:
+    store = Store()
+    rec = {"timestamp_unix_nano": int(T0 * 1e9), "severity_number": 17, "body": "x", "span_id": "s"}
+    store.apply(Event(T0, "logs", {"logs": [rec, rec]}))
+    store.apply(Event(T0, "logs", [rec]))
+    assert store.logs_total == 1 and store.logs[0].level == "ERROR"
+    store.apply(Event(T0, "missing", {"function_id": "engine::channels::list"}))
+    assert "engine::channels::list" in screen_text(store, "channels")
+    store.apply(Event(T0, "available", {"function_id": "engine::channels::list"}))
+    assert "missing" not in screen_text(store, "channels")
+
+
+def test_connection_states_and_stale_banner() -> None:
+    store = Store()
+    store.apply(Event(T0, "conn", {"state": "connected", "url": "ws://x"}))
+    assert store.stale_since is None
+    store.apply(Event(T0 + 5, "conn", {"state": "reconnecting"}))
+    assert store.stale_since == T0 + 5
+    store.apply(Event(T0 + 6, "conn", {"state": "connecting"}))
+    assert store.stale_since == T0 + 5
+    assert "stale since" in screen_text(store, "overview")
+    store.apply(Event(T0 + 9, "conn", {"state": "connected"}))
+    assert store.stale_since is None
+
+
+def test_functions_group_and_hide_internal() -> None:
+    store = Store()
+    store.apply(
+        Event(
+            T0,
+            "functions",
+            [
+                {"function_id": "a::x"},
+                {"function_id": "a::y"},
+                {"function_id": "engine::health::check"},
+                {"function_id": "engine::queue::list_topics"},
+                {"function_id": "hidden", "metadata": {"internal": True}},
+            ],
+        )
+    )
+    rows = function_rows(store)
+    assert [r.key for r in rows] == ["a::x", "a::y", "engine::queue::list_topics"]
+    assert rows[0].cells[0] == "a (2)" and rows[1].cells[0] == ""
+    assert len(function_rows(store, show_internal=True)) == 5
+
+
+def test_waterfall_tree_critical_path_and_bars() -> None:
+    spans = [
+        span("t" * 32, "root", "a", 0, 100.0),
+        span("t" * 32, "c2", "c", 60, 40.0, parent="root"),
+        span("t" * 32, "c1", "b", 10, 30.0, parent="root"),
+        span("t" * 32, "g1", "d", 15, 10.0, parent="c1"),
+        span("t" * 32, "orphan", "e", 5, None, parent="nope"),
+    ]
+    rows = waterfall_rows(spans)
+    assert [(r.depth, r.span_id) for r in rows] == [
+        (0, "root"),
+        (1, "c1"),
+        (2, "g1"),
+        (1, "c2"),
+        (0, "orphan"),
+    ]
+    assert {r.span_id for r in rows if r.critical} == {"root", "c2"}
+    assert rows[-1].status == "running" and rows[-1].duration_ms is None
+    assert bar(0, 100, 100, 10) == "█" * 10
+    assert bar(50, 25, 100, 8) == "    ██  "
+    assert bar(0, 1, 100, 10) == "▏" + " " * 9
+    assert bar(0, None, 100, 6).startswith("▶…")
+    assert len(bar(99, 50, 100, 10)) == 10
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["name", "addr"],
+    "$defs": {"Addr": {"type": "object", "required": ["city"], "properties": {"city": {"type": "string"}}}},
+    "properties": {
+        "name": {"type": "string", "minLength": 2},
+        "qty": {"type": "integer", "default": 1, "minimum": 1},
+        "price": {"anyOf": [{"type": "number"}, {"type": "null"}], "default": None},
+        "kind": {"enum": ["a", "b"], "default": "a"},
+        "gift": {"type": "boolean", "default": False},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "addr": {"$ref": "#/$defs/Addr"},
+    },
+}
+
+
+def test_schema_form_fields_validation_and_raw_roundtrip() -> None:
+    specs = fields_from_schema(SCHEMA)
+    assert [(s.key, s.kind, s.required) for s in specs] == [
+        ("name", "string", True),
+        ("qty", "integer", False),
+        ("price", "number", False),
+        ("kind", "enum", False),
+        ("gift", "boolean", False),
+        ("tags", "json", False),
+        ("addr", "object", True),
+    ]
+    assert specs[2].nullable and specs[6].children[0].key == "addr.city"
+    raw = initial_raw(specs)
+    assert raw["qty"] == "1" and raw["kind"] == "a" and raw["gift"] is False
+    value, errors = build_value(specs, raw)
+    assert errors == {"name": "required", "addr.city": "required"}
+    raw.update({"name": "x", "qty": "0", "tags": "[1,", "addr.city": "Oslo"})
+    _, errors = build_value(specs, raw)
+    assert set(errors) == {"name", "qty", "tags"}
+    raw.update({"name": "pens", "qty": "2", "tags": '["a"]', "price": "2.5", "kind": "b", "gift": True})
+    value, errors = build_value(specs, raw)
+    assert errors == {}
+    assert value == {
+        "name": "pens",
+        "qty": 2,
+        "price": 2.5,
+        "kind": "b",
+        "gift": True,
+        "tags": ["a"],
+        "addr": {"city": "Oslo"},
+    }
+    back = raw_from_value(specs, value)
+    assert build_value(specs, back) == (value, {})
+    assert build_value(specs, {**raw, "kind": MISSING})[0].get("kind") is None
+
+
+def test_schema_form_without_object_schema() -> None:
+    for schema in (None, {}, {"type": "object"}, {"type": "array"}):
+        specs = fields_from_schema(schema)
+        assert len(specs) == 1 and specs[0].path == ()
+    assert build_value(
+        fields_from_schema({"type": "object"}), initial_raw(fields_from_schema({"type": "object"}))
+    ) == (
+        {},
+        {},
+    )
+    assert build_value(fields_from_schema(None), {"": "[1, 2]"}) == ([1, 2], {})
+    assert "(payload)" in build_value(fields_from_schema(None), {"": "{"})[1]
+
+
+@pytest.mark.parametrize("name", ["s.jsonl", "s.jsonl.gz"])
+async def test_session_roundtrip(tmp_path: Path, name: str) -> None:
+    events = [
+        Event(T0, "conn", {"state": "connected"}),
+        Event(T0 + 1, "logs", {"logs": [{"body": "\udcff"}]}),
+    ]
+    path = tmp_path / name
+    write_session(path, events, url="ws://x")
+    header, back = read_session(path)
+    assert header["url"] == "ws://x" and [e.kind for e in back] == ["conn", "logs"]
+    source = ReplaySource(path, speed=0)
+    seen: list[Event] = []
+    await source.run(seen.append)
+    assert len(seen) == 2 and source.clock.now() == T0 + 1
+    with pytest.raises(PermissionError):
+        await source.call("x", {})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"nope": 1}) + "\n")
+    with pytest.raises(SessionError):
+        read_session(bad)
