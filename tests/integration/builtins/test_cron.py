@@ -57,7 +57,10 @@ def test_fires_every_second_with_the_payload_and_sidecar_then_stops(engine: Engi
             assert data["actual_time"].endswith("+00:00")
             assert timedelta(0) <= actual - scheduled < timedelta(seconds=1)
         seconds = sorted(datetime.fromisoformat(c.data["scheduled_time"]) for c in calls)
-        assert [b - a for a, b in itertools.pairwise(seconds)] == [timedelta(seconds=1)] * (len(seconds) - 1)
+        gaps = [b - a for a, b in itertools.pairwise(seconds)]
+        # one fire per second; a stalled machine may skip a second (no catch-up) but never doubles one
+        assert gaps and all(g >= timedelta(seconds=1) and g.microseconds == 0 for g in gaps), gaps
+        assert gaps.count(timedelta(seconds=1)) >= len(gaps) - 1, gaps
         handle.unregister()
         wait_for(lambda: handle.id not in active_ids(iii), what="the cron binding is gone")
         settled = len(ticks.calls)
