@@ -1,8 +1,7 @@
 """Client-side wire helpers: frame bytes, payload checks and fragmentation (protocol.md §1.2-§1.4).
 
-Frames are encoded with the codec's rule (only the fields that were set are written, compact
-UTF-8 JSON). Values inside ``data``/``result``/``metadata`` are written in pydantic JSON mode with
-aliases and *all* their fields: a pydantic model in a payload keeps its default-valued fields.
+Frames are encoded by the codec (only the fields that were set are written, compact UTF-8 JSON;
+values inside ``data``/``result``/``metadata`` are written whole in pydantic JSON mode).
 """
 
 from __future__ import annotations
@@ -36,45 +35,12 @@ FRAGMENT_BYTES: Final = 1024 * 1024
 
 
 def encode_frame(frame: FrameModel) -> bytes:
-    """Compact UTF-8 JSON of ``frame`` with the codec's rule: only the fields that were set.
-
-    The rule applies to the frame and to its nested protocol models (``error``, ``action``,
-    ``invocation``…). Values of the free-form fields (``data``, ``result``, ``metadata``,
-    ``config``, formats) are written whole in pydantic JSON mode by alias, so a pydantic model in
-    a payload keeps its default-valued fields (``codec.encode``'s ``exclude_unset`` would drop
-    them). For plain JSON values the bytes equal ``codec.encode(frame)``.
+    """Compact UTF-8 JSON of ``frame`` (see :func:`iii_typed.protocol.codec.encode` for the rule).
 
     Raises:
         pydantic_core.PydanticSerializationError: a value has no JSON representation.
     """
-    return frame.__pydantic_serializer__.to_json(frame, include=_include(frame), by_alias=True)
-
-
-def _free_form_fields(cls: type[BaseModel]) -> frozenset[str]:
-    cached = _FREE_FORM.get(cls)
-    if cached is None:
-        cached = frozenset(
-            name
-            for name, info in cls.model_fields.items()
-            if info.annotation is Any or info.annotation == (Any | None)
-        )
-        _FREE_FORM[cls] = cached
-    return cached
-
-
-_FREE_FORM: dict[type[BaseModel], frozenset[str]] = {}
-
-
-def _include(model: BaseModel) -> dict[str, Any]:
-    free = _free_form_fields(type(model))
-    include: dict[str, Any] = {}
-    for name in model.model_fields_set:
-        value = getattr(model, name)
-        if name not in free and isinstance(value, BaseModel):
-            include[name] = _include(value)
-        else:
-            include[name] = True
-    return include
+    return codec.encode(frame)
 
 
 def too_large_error(size: int, what: str, function_id: str | None = None) -> InvocationError:

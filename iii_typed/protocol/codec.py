@@ -4,8 +4,9 @@ Frames travel as one JSON object per WebSocket text message. :func:`decode` vali
 against the discriminated union of every frame model (unknown extra fields are ignored, as the
 real engine does; a missing required field, an unknown ``type`` or malformed JSON raises
 :class:`~iii_typed.errors.FrameDecodeError`). :func:`encode` writes compact UTF-8 JSON containing
-exactly the fields that were set on the model: a field explicitly set to ``None`` is written as
-``null`` (``data``, ``result``), an unset optional field is omitted.
+exactly the fields that were set on the model (and on its nested protocol models): a field
+explicitly set to ``None`` is written as ``null`` (``data``, ``result``), an unset optional field
+is omitted; free-form values (``data``, ``result``…) are written whole.
 
 Sans-I/O: this module imports no networking or event-loop code.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..errors import FrameDecodeError
 from .frames import MAX_MESSAGE_BYTES, Frame, FrameModel
@@ -29,13 +30,39 @@ _VALUE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 def encode(frame: FrameModel) -> bytes:
     """Serialise ``frame`` to compact UTF-8 JSON bytes (send them as a text message).
 
-    Values inside ``data``/``result``/``metadata`` may be pydantic models, dataclasses, UUIDs,
-    datetimes, sets…: they are written in pydantic's JSON mode.
+    Only the fields that were set are written, on the frame and on its nested protocol models
+    (``error``, ``action``, ``invocation``…). The free-form fields (``data``, ``result``,
+    ``metadata``, ``config``, formats) are written whole: values inside them may be pydantic
+    models, dataclasses, UUIDs, datetimes, sets…, written in pydantic's JSON mode by alias with
+    *all* their fields (a model's default-valued fields are kept).
 
     Raises:
         pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
     """
-    return frame.__pydantic_serializer__.to_json(frame, exclude_unset=True, by_alias=True)
+    return frame.__pydantic_serializer__.to_json(frame, include=_set_fields(frame), by_alias=True)
+
+
+_FREE_FORM: dict[type[BaseModel], frozenset[str]] = {}
+
+
+def _free_form_fields(cls: type[BaseModel]) -> frozenset[str]:
+    cached = _FREE_FORM.get(cls)
+    if cached is None:
+        cached = frozenset(
+            name for name, info in cls.model_fields.items() if info.annotation in (Any, Any | None)
+        )
+        _FREE_FORM[cls] = cached
+    return cached
+
+
+def _set_fields(model: BaseModel) -> dict[str, Any]:
+    """The ``include`` spec selecting set fields, recursing into nested protocol models only."""
+    free = _free_form_fields(type(model))
+    include: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        include[name] = _set_fields(value) if name not in free and isinstance(value, BaseModel) else True
+    return include
 
 
 def encode_json_value(value: Any) -> bytes:

@@ -144,3 +144,28 @@ def test_oversized_message_is_refused_before_parsing() -> None:
     with pytest.raises(FrameDecodeError) as err:
         codec.decode(b" " * (f.MAX_MESSAGE_BYTES + 1))
     assert err.value.reason == "size"
+
+
+def test_models_inside_free_form_fields_keep_their_default_valued_fields() -> None:
+    class Page(BaseModel):
+        size: int = 50
+        cursor: str | None = None
+
+    frame = f.InvokeFunction(
+        type="invokefunction", function_id="x", data={"page": Page()}, metadata=Page(size=5)
+    )
+    body = json.loads(codec.encode(frame))
+    assert body["data"] == {"page": {"size": 50, "cursor": None}}
+    assert body["metadata"] == {"size": 5, "cursor": None}
+
+
+def test_nested_protocol_models_still_write_only_their_set_fields() -> None:
+    err = f.ErrorBody(code="function_not_found", message="nope")
+    frame = f.InvocationResult(
+        type="invocationresult", invocation_id=uuid.uuid4(), function_id="x", error=err
+    )
+    assert json.loads(codec.encode(frame))["error"] == {"code": "function_not_found", "message": "nope"}
+    reg = f.RegisterFunction(
+        type="registerfunction", id="py::h", invocation=f.HttpInvocationRef(url="https://example.com/fn")
+    )
+    assert json.loads(codec.encode(reg))["invocation"] == {"url": "https://example.com/fn"}
