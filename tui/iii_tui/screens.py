@@ -330,6 +330,9 @@ class WorkersScreen(_TableScreen):
         ]
         pane.update("\n".join(lines))
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_refresh_detail()
+
     def action_functions(self) -> None:
         """Functions of the selected worker."""
         worker = self._selected()
@@ -422,6 +425,9 @@ class FunctionsScreen(_TableScreen):
         if triggers:
             lines.append("triggers: " + escape(", ".join(triggers)))
         pane.update("\n".join(lines))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_invoke()
 
     def action_invoke(self) -> None:
         """Open the invoke form of the selected function."""
@@ -868,6 +874,10 @@ class StreamsScreen(_TableScreen):
         else:
             pane.update(f"scope {escape(scope)}: {len(items)} item(s)\n" + escape(clean_text(items, 800)))
 
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "state-table":
+            self.action_open_scope()
+
     def action_open_scope(self) -> None:
         """Load the items of the selected state scope."""
         scope = self.query_one("#state-table", KeyedTable).selected_key
@@ -911,6 +921,10 @@ class QueuesScreen(_TableScreen):
         if action in ("redrive", "discard") and self.dash.readonly:
             return None
         return True
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id == "dlq-table":
+            self.action_messages()
 
     def action_messages(self) -> None:
         """Load the dead letters of the selected DLQ topic."""

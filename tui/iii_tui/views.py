@@ -150,7 +150,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "channels": ("CHANNEL", "STATE", "READER", "WRITER", "MESSAGES", "BYTES", "OWNER", "AGE"),
     "streams": ("STREAM", "GROUPS", "GROUP IDS"),
     "state": ("SCOPE", "ITEMS"),
-    "queues": ("TOPIC", "DEPTH", "CONSUMERS", "IN FLIGHT", "DLQ"),
+    "queues": ("TOPIC", "BROKER", "DEPTH", "CONSUMERS", "DLQ"),
     "dlq": ("DLQ TOPIC", "MESSAGES"),
     "dlq_messages": ("MESSAGE", "ATTEMPTS", "ERROR", "PAYLOAD"),
 }
@@ -409,16 +409,18 @@ def queue_rows(store: Store, flt: Filter | None = None) -> list[Row]:
     rows = []
     for name, q in sorted(store.queues.items()):
         dlq = store.dlq.get(name)
-        dlq_count = _first(as_dict(dlq), "count", "depth", "messages") if dlq else None
+        dlq_count = _first(q, "dlq_depth")
+        if dlq_count is None and dlq:
+            dlq_count = _first(as_dict(dlq), "message_count", "count", "depth", "messages")
         rows.append(
             Row(
                 name,
                 (
                     name,
+                    _s(_first(q, "broker_type", "broker")),
                     _s(_first(q, "depth", "pending", "messages", "size")),
-                    _s(_first(q, "consumers", "subscribers", "consumer_count")),
-                    _s(_first(q, "in_flight", "inflight")),
-                    _s(dlq_count) if dlq else "-",
+                    _s(_first(q, "consumer_count", "subscriber_count", "consumers", "subscribers")),
+                    _s(dlq_count),
                 ),
                 {"topic": name, "id": name, "queue": name},
             )
@@ -431,7 +433,7 @@ def dlq_rows(store: Store, flt: Filter | None = None) -> list[Row]:
     rows = [
         Row(
             name,
-            (name, _s(_first(d, "count", "depth", "messages", "message_count"))),
+            (name, _s(_first(d, "message_count", "count", "depth", "messages"))),
             {"topic": name, "id": name, "queue": name},
         )
         for name, d in sorted(store.dlq.items())
