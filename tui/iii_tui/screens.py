@@ -10,7 +10,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from .clock import format_clock
 from .filtering import Filter
@@ -258,7 +258,7 @@ class _TableScreen(DashScreen):
         """The main table."""
         return self.query_one("#main-table", KeyedTable)
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def on_keyed_table_row_highlighted(self, event: KeyedTable.RowHighlighted) -> None:
         self.update_detail()
 
     def update_detail(self) -> None:
@@ -330,7 +330,7 @@ class WorkersScreen(_TableScreen):
         ]
         pane.update("\n".join(lines))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         self.action_refresh_detail()
 
     def action_functions(self) -> None:
@@ -426,7 +426,7 @@ class FunctionsScreen(_TableScreen):
             lines.append("triggers: " + escape(", ".join(triggers)))
         pane.update("\n".join(lines))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         self.action_invoke()
 
     def action_invoke(self) -> None:
@@ -874,8 +874,8 @@ class StreamsScreen(_TableScreen):
         else:
             pane.update(f"scope {escape(scope)}: {len(items)} item(s)\n" + escape(clean_text(items, 800)))
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "state-table":
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        if event.table.id == "state-table":
             self.action_open_scope()
 
     def action_open_scope(self) -> None:
@@ -922,8 +922,8 @@ class QueuesScreen(_TableScreen):
             return None
         return True
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.data_table.id == "dlq-table":
+    def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
+        if event.table.id == "dlq-table":
             self.action_messages()
 
     def action_messages(self) -> None:

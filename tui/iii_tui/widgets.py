@@ -9,115 +9,16 @@ from typing import Any, ClassVar
 from rich.cells import cell_len
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable
-
-from .views import Row
 
 __all__ = ["Formatter", "KeyedTable", "RingView"]
 
 #: Turns one item into ``(text, component class)`` segments ("" = the widget's base style).
 Formatter = Callable[[Any], list[tuple[str, str]]]
-
-
-class KeyedTable(DataTable[Any]):
-    """A ``DataTable`` refreshed from :class:`~iii_tui.views.Row` lists without row churn.
-
-    When the keys are unchanged only the changed cells are rewritten (``update_cell``); when the
-    membership changes the table is rebuilt in one batch, keeping the cursor on the same key
-    (cases.md B17: pruning must not cost one layout pass per removed row).
-    """
-
-    def __init__(self, columns: Sequence[str], *, id: str | None = None, max_cell: int = 44) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=False)
-        self.max_cell = max_cell
-        self.column_names = tuple(columns)
-        self._keys: list[str] = []
-        self._cells: dict[str, tuple[str, ...]] = {}
-        self._styles: dict[str, str] = {}
-        self.rebuilds = 0
-
-    def on_mount(self) -> None:
-        for name in self.column_names:
-            self.add_column(name, key=name)
-
-    def _cut(self, cell: str) -> str:
-        return cell if len(cell) <= self.max_cell else cell[: self.max_cell - 1] + "…"
-
-    def _styled(self, row: Row) -> list[Any]:
-        cells = [self._cut(c) for c in row.cells]
-        if not row.style:
-            return cells
-        theme = self.app.current_theme
-        color = {"error": theme.error, "warn": theme.warning, "ok": theme.success}.get(row.style)
-        if not color:
-            return cells
-        return [Text(cell, style=color) for cell in cells]
-
-    @property
-    def keys(self) -> list[str]:
-        """Row keys in display order."""
-        return list(self._keys)
-
-    @property
-    def selected_key(self) -> str | None:
-        """The key of the row under the cursor."""
-        if not self._keys or self.row_count == 0:
-            return None
-        row = min(max(self.cursor_row, 0), self.row_count - 1)
-        value = self.coordinate_to_cell_key(Coordinate(row, 0)).row_key.value
-        return str(value) if value is not None else None
-
-    def sync(self, rows: Sequence[Row]) -> None:
-        """Show exactly ``rows`` (in order)."""
-        keys = [r.key for r in rows]
-        if keys == self._keys:
-            for r in rows:
-                old = self._cells.get(r.key)
-                if old == r.cells and self._styles.get(r.key, "") == r.style:
-                    continue
-                styled = self._styled(r)
-                for i, name in enumerate(self.column_names):
-                    if (
-                        old is None
-                        or i >= len(old)
-                        or old[i] != r.cells[i]
-                        or self._styles.get(r.key) != r.style
-                    ):
-                        self.update_cell(r.key, name, styled[i])
-                self._cells[r.key] = r.cells
-                self._styles[r.key] = r.style
-            return
-        selected = self.selected_key
-        self.rebuilds += 1
-        with self.app.batch_update():
-            self.clear()
-            seen: set[str] = set()
-            unique: list[Row] = []
-            for r in rows:
-                if r.key not in seen:
-                    seen.add(r.key)
-                    unique.append(r)
-            for r in unique:
-                self.add_row(*self._styled(r), key=r.key)
-            self._keys = [r.key for r in unique]
-            self._cells = {r.key: r.cells for r in unique}
-            self._styles = {r.key: r.style for r in unique}
-            if selected is not None and selected in seen:
-                self.move_cursor(row=self._keys.index(selected), animate=False)
-
-    def select_key(self, key: str) -> bool:
-        """Put the cursor on ``key``; ``False`` when it is not shown."""
-        if key not in self._keys:
-            return False
-        self.move_cursor(row=self._keys.index(key), animate=False)
-        return True
 
 
 class RingView(ScrollView, can_focus=True):
@@ -373,3 +274,215 @@ class RingView(ScrollView, can_focus=True):
         item = self.selected
         if item is not None:
             self.post_message(self.Selected(self, item))
+
+
+_ROW_STYLES = {"error": "ring--error", "warn": "ring--warn", "ok": "ring--ok"}
+
+
+class KeyedTable(RingView):
+    """A keyed table drawn with the line API: only the visible rows are rendered, so a catalog
+    of 10,000 functions paints as fast as one of ten (tui.md §3.2; cases.md B17).
+
+    ``sync(rows)`` replaces the content; the cursor stays on the same key. The header row is
+    sticky. Enter posts :class:`KeyedTable.RowSelected`; cursor moves post
+    :class:`KeyedTable.RowHighlighted`.
+
+    Args:
+        columns: Column titles.
+        max_cell: Longest cell shown (longer values end in ``…``; the text snapshot has them whole).
+    """
+
+    DEFAULT_CSS = """
+    KeyedTable { height: 1fr; }
+    KeyedTable > .ring--header { text-style: bold; color: $text-muted; }
+    """
+    COMPONENT_CLASSES: ClassVar[set[str]] = {*RingView.COMPONENT_CLASSES, "ring--header"}
+
+    class RowHighlighted(Message):
+        """The cursor moved to another row."""
+
+        def __init__(self, table: KeyedTable, key: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> KeyedTable:
+            """The table."""
+            return self.table
+
+    class RowSelected(Message):
+        """Enter on a row."""
+
+        def __init__(self, table: KeyedTable, key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.key = key
+
+        @property
+        def control(self) -> KeyedTable:
+            """The table."""
+            return self.table
+
+    def __init__(self, columns: Sequence[str], *, id: str | None = None, max_cell: int = 44) -> None:
+        super().__init__(self._format, id=id)
+        self.column_names = tuple(columns)
+        self.max_cell = max_cell
+        self.follow = False
+        self._keys: list[str] = []
+        self._index: dict[str, int] = {}
+        self._widths = [len(c) for c in self.column_names]
+        self._last_key: str | None = None
+        self.rebuilds = 0
+
+    # -- data ----------------------------------------------------------------------------------
+    def _cut(self, cell: str) -> str:
+        return cell if len(cell) <= self.max_cell else cell[: self.max_cell - 1] + "…"
+
+    def _format(self, row: Any) -> list[tuple[str, str]]:
+        cls = {"error": "ring--error", "warn": "ring--warn", "ok": "ring--ok"}.get(
+            getattr(row, "style", ""), ""
+        )
+        parts: list[tuple[str, str]] = [(" ", "")]
+        for i, cell in enumerate(row.cells):
+            text = self._cut(cell)
+            width = self._widths[i] if i < len(self._widths) else len(text)
+            parts.append((text.ljust(width) + "  ", cls))
+        return parts
+
+    @property
+    def keys(self) -> list[str]:
+        """Row keys in display order."""
+        return list(self._keys)
+
+    @property
+    def row_count(self) -> int:
+        """Rows shown."""
+        return len(self._keys)
+
+    @property
+    def selected_key(self) -> str | None:
+        """The key of the row under the cursor."""
+        if self.cursor is None or not (0 <= self.cursor < len(self._keys)):
+            return None
+        return self._keys[self.cursor]
+
+    def sync(self, rows: Sequence[Any]) -> None:
+        """Show exactly ``rows`` (``views.Row`` s, in order; duplicate keys keep the first)."""
+        selected = self.selected_key
+        unique: list[Any] = []
+        index: dict[str, int] = {}
+        for r in rows:
+            if r.key not in index:
+                index[r.key] = len(unique)
+                unique.append(r)
+        keys = [r.key for r in unique]
+        if keys != self._keys:
+            self.rebuilds += 1
+        widths = [len(c) for c in self.column_names]
+        for r in unique:
+            for i, cell in enumerate(r.cells[: len(widths)]):
+                length = min(len(cell), self.max_cell)
+                if length > widths[i]:
+                    widths[i] = length
+        self._widths = widths
+        self._keys = keys
+        self._index = index
+        self.items = unique
+        if selected is not None and selected in index:
+            self.cursor = index[selected]
+        elif unique:
+            self.cursor = min(self.cursor or 0, len(unique) - 1)
+        else:
+            self.cursor = None
+        self._update_size()
+        self._scroll_to_cursor()
+        self.refresh()
+        self._notify_highlight()
+
+    def select_key(self, key: str) -> bool:
+        """Put the cursor on ``key``; ``False`` when it is not shown."""
+        if key not in self._index:
+            return False
+        self.cursor = self._index[key]
+        self._scroll_to_cursor()
+        self.refresh()
+        self._notify_highlight()
+        return True
+
+    def _notify_highlight(self) -> None:
+        key = self.selected_key
+        if key != self._last_key:
+            self._last_key = key
+            self.post_message(self.RowHighlighted(self, key))
+
+    # -- rendering (sticky header) ---------------------------------------------------------------
+    def _update_size(self) -> None:
+        width = max(1, self.scrollable_content_region.width or self.size.width or 80)
+        total = sum(self._widths) + 2 * len(self._widths) + 1
+        self.virtual_size = Size(max(width, total), len(self.items) + 1)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width or self.size.width
+        scroll_x = int(self.scroll_x)
+        if y == 0:
+            header = " " + "".join(
+                n.ljust(w) + "  " for n, w in zip(self.column_names, self._widths, strict=False)
+            )
+            style = self.rich_style + self.get_component_rich_style("ring--header")
+            return Strip([Segment(header, style)]).crop_extend(scroll_x, scroll_x + width, self.rich_style)
+        located = self._item_row(int(self.scroll_y) + y - 1)
+        if located is None:
+            return Strip.blank(width, self.rich_style)
+        index = located[0]
+        base = self.rich_style
+        segments = [
+            Segment(text, base + self.get_component_rich_style(cls) if cls else base)
+            for text, cls in self._format(self.items[index])
+        ]
+        strip = Strip(segments).crop_extend(scroll_x, scroll_x + width, base)
+        if index == self.cursor:
+            strip = strip.apply_style(self.get_component_rich_style("ring--cursor"))
+        return strip
+
+    def _scroll_to_cursor(self) -> None:
+        if self.cursor is None:
+            return
+        height = max(1, (self.scrollable_content_region.height or 2) - 1)
+        if self.cursor < self.scroll_y:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= self.scroll_y + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+
+    # -- actions -------------------------------------------------------------------------------
+    def on_resize(self) -> None:
+        self._update_size()
+
+    def action_cursor(self, delta: int) -> None:
+        """Move the cursor."""
+        if not self.items:
+            return
+        current = self.cursor if self.cursor is not None else 0
+        self.cursor = max(0, min(len(self.items) - 1, current + delta))
+        self._scroll_to_cursor()
+        self.refresh()
+        self._notify_highlight()
+
+    def action_top(self) -> None:
+        """First row."""
+        self.action_cursor(-len(self.items))
+
+    def action_follow(self) -> None:
+        """Last row."""
+        self.action_cursor(len(self.items))
+
+    def action_select(self) -> None:
+        """Enter on the row under the cursor."""
+        key = self.selected_key
+        if key is not None:
+            self.post_message(self.RowSelected(self, key))
+
+    def visible_rows(self) -> list[str]:
+        """The text of the rows on screen, header first."""
+        height = self.scrollable_content_region.height or self.size.height
+        return [self.render_line(y).text.rstrip() for y in range(height)]
