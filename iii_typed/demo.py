@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -104,6 +105,30 @@ def _functions_registered(url: str) -> bool:
     return {f["function_id"] for f in listed} >= set(WORKER_FUNCTIONS)
 
 
+def _show_dashboard(url: str) -> None:
+    """Open ``iii-tui`` on the demo engine when stdout is a terminal and ``DEMO_TUI`` is not ``0``;
+    otherwise print the overview's text snapshot (decisions.md "Dashboard command line").
+
+    It runs as a child process (the SDK never imports ``iii_tui``); a missing ``tui`` extra or a
+    failing dashboard is reported and does not fail the demo.
+    """
+    cmd = [sys.executable, "-m", "iii_tui", "--url", url]
+    if sys.stdout.isatty() and os.environ.get("DEMO_TUI", "1") != "0":
+        subprocess.run(cmd, check=False)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            proc = subprocess.run([*cmd, "--snapshot", tmp], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            print("  (the dashboard snapshot timed out)")
+            return
+        overview = Path(tmp) / "overview.txt"
+        if overview.exists():
+            print("\n".join(f"  {line}" for line in overview.read_text(encoding="utf-8").splitlines()))
+        else:
+            print(f"  (no dashboard snapshot: {proc.stderr.strip()[-300:]})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns 0 when every step succeeded."""
     parser = argparse.ArgumentParser(prog="iii-typed demo", description=__doc__.splitlines()[0])
@@ -118,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("OTEL_ENABLED", "false")
 
-    total = 4
+    total = 5
     engine = EngineProcess(data_dir=data_dir, log_path=data_dir / "engine.log")
     worker: subprocess.Popen[bytes] | None = None
     caller: subprocess.Popen[bytes] | None = None
@@ -147,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         _step(4, total, "the engine's catalog (engine::functions::list, engine::workers::list)")
         _print_catalog(engine.url)
+
+        _step(5, total, "the dashboard (iii-tui)")
+        _show_dashboard(engine.url)
         print("\ndemo finished: every step succeeded", flush=True)
         return 0
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
