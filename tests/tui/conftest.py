@@ -84,8 +84,14 @@ def orders_worker(engine: EngineProcess) -> Iterator[OrdersWorker]:
 def make_app(url: str, **kwargs: Any) -> IIIApp:
     """A dashboard on a live engine with short poll intervals."""
     readonly = kwargs.pop("readonly", False)
+    retry = kwargs.pop("missing_retry_s", 10.0)
     source = EngineSource(
-        url, readonly=readonly, intervals=FAST, reconnect_initial_ms=100, reconnect_max_ms=500
+        url,
+        readonly=readonly,
+        intervals=FAST,
+        reconnect_initial_ms=100,
+        reconnect_max_ms=500,
+        missing_retry_s=retry,
     )
     app = IIIApp(source, readonly=readonly, flush_interval=0.05, **kwargs)
     app.animation_level = "none"

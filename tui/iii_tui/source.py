@@ -65,6 +65,7 @@ class EngineSource:
         reconnect_initial_ms: First reconnection delay (doubles up to ``reconnect_max_ms``).
         reconnect_max_ms: Longest reconnection delay.
         call_timeout_ms: Timeout of the reads.
+        missing_retry_s: How often to ask again for a function the engine lacks.
     """
 
     def __init__(
@@ -77,12 +78,14 @@ class EngineSource:
         reconnect_initial_ms: int = 250,
         reconnect_max_ms: int = 5000,
         call_timeout_ms: int = 10000,
+        missing_retry_s: float = MISSING_RETRY_S,
     ) -> None:
         self.url = url
         self.readonly = readonly
         self.intervals = {**DEFAULT_INTERVALS, **(intervals or {})}
         self.clock = clock or SystemClock()
         self.call_timeout_ms = call_timeout_ms
+        self.missing_retry_s = missing_retry_s
         self._reconnect = ReconnectionConfig(
             initial_delay_ms=reconnect_initial_ms, max_delay_ms=reconnect_max_ms, jitter_factor=0.3
         )
@@ -318,7 +321,7 @@ class EngineSource:
             interval = self.intervals.get(name, 5.0)
             needed = self._POLL_FUNCTIONS.get(name, ())
             if needed and all(f in self._missing for f in needed):
-                interval = max(interval, MISSING_RETRY_S)
+                interval = max(interval, self.missing_retry_s)
             try:
                 await asyncio.wait_for(wake.wait(), interval)
             except TimeoutError:
