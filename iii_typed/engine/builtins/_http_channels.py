@@ -5,7 +5,8 @@ the handler reads it) and ``response`` (the handler writes ``set_status`` / ``se
 frames and binary body chunks, the engine reads them). The ``http`` built-in needs only the small
 in-process API below; :func:`locate` finds it on the running channels built-in. When no channels
 built-in runs, requests carry no channel refs: handlers answer with a buffered result (option A)
-only.
+only. (The channels built-in is mandatory in this engine, so that is the case only for engines
+embedded with a custom list of built-ins.)
 """
 
 from __future__ import annotations
@@ -47,9 +48,15 @@ class EngineChannel(Protocol):
 
 @runtime_checkable
 class EngineChannelFactory(Protocol):
-    """Creates engine-side channels (``engine::channels::create`` without the wire)."""
+    """Creates engine-side channels (``engine::channels::create`` without the wire).
 
-    def create_channel(self, buffer_size: int | None = None) -> EngineChannel: ...
+    ``owner`` names the built-in that creates the channel (shown by ``engine::channels::list``).
+    Implemented by :class:`iii_typed.engine.builtins.channels.ChannelsWorker`.
+    """
+
+    def create_channel(
+        self, buffer_size: int | None = None, *, owner: str | None = None
+    ) -> EngineChannel: ...
 
 
 def locate(services: Any) -> EngineChannelFactory | None:

@@ -41,7 +41,6 @@ Every request's channels are discarded when its response is done.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import uuid
@@ -53,7 +52,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from ...errors import InvocationError
-from ._http_channels import EngineChannel, locate
+from ._http_channels import EngineChannel, EngineChannelFactory, locate
 from ._http_config import HttpSettings, parse_settings
 from ._http_response import (
     CONDITION_NOT_MET,
@@ -273,6 +272,7 @@ class HttpWorker(BuiltinWorker):
         self._runner: web.ServerRunner | None = None
         self._slots: asyncio.Semaphore | None = None
         self._inflight = 0
+        self._channels: EngineChannelFactory | None = None
 
     # -- trigger type ----------------------------------------------------------------------
     def trigger_types(self) -> list[BuiltinTriggerType]:
@@ -310,6 +310,9 @@ class HttpWorker(BuiltinWorker):
         """Bind the http port, start serving and advertise ``http`` on the ready line."""
         config = self.services.config
         self._slots = asyncio.Semaphore(self.settings.concurrency)
+        self._channels = locate(self.services)
+        if self._channels is None:
+            log.warning("no channels built-in: http handlers get no request_body/response channels")
         server = web.Server(self._handle, access_log=None, handler_cancellation=False)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
@@ -405,7 +408,7 @@ class HttpWorker(BuiltinWorker):
         query = _query_params(request)
         content_type = request.headers.get("Content-Type", "")
         is_json = _JSON in content_type.lower()
-        factory = locate(self.services)
+        factory = self._channels
         # JSON bodies are parsed for `body`, so they are read whole; other bodies are streamed
         # into the request channel as they arrive.
         raw: bytes | None = None
@@ -445,9 +448,9 @@ class HttpWorker(BuiltinWorker):
         too_large = asyncio.Event()
         try:
             if factory is not None:
-                request_channel = factory.create_channel()
+                request_channel = factory.create_channel(owner=self.name)
                 channels.append(request_channel)
-                response_channel = factory.create_channel()
+                response_channel = factory.create_channel(owner=self.name)
                 channels.append(response_channel)
                 feeder = asyncio.get_running_loop().create_task(
                     self._feed(request_channel, request, raw, limit, too_large),
@@ -499,7 +502,11 @@ class HttpWorker(BuiltinWorker):
         limit: int,
         too_large: asyncio.Event,
     ) -> None:
-        """Write the raw request body into the ``request_body`` channel, then end it (B10)."""
+        """Write the raw request body into the ``request_body`` channel, then end it (B10).
+
+        Stops quietly when the channel cannot take more (its reader went away, or the request
+        is over and the channel was discarded).
+        """
         try:
             if raw is not None:
                 view = memoryview(raw)
@@ -513,9 +520,11 @@ class HttpWorker(BuiltinWorker):
                         too_large.set()
                         return
                     await channel.send(chunk)
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.end()
+            await channel.end()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("request body not fully delivered to its channel: %s", exc)
 
     # -- middleware and condition ------------------------------------------------------------
     async def _call(
