@@ -14,7 +14,16 @@ import aiohttp
 
 from iii_typed import III
 
-__all__ = ["Reply", "fetch", "toml_value", "unique", "wait_routes", "write_config"]
+__all__ = [
+    "Reply",
+    "fetch",
+    "http_channels",
+    "toml_value",
+    "unique",
+    "wait_bound",
+    "wait_routes",
+    "write_config",
+]
 
 
 def unique(prefix: str) -> str:
@@ -89,3 +98,27 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kwargs:
     async with session.request(method, url, **kwargs) as response:
         body = await response.read()
         return Reply(response.status, response.headers, body)
+
+
+async def wait_bound(iii: III, function_id: str, count: int = 1, timeout: float = 10.0) -> None:
+    """Wait until ``count`` http bindings of ``function_id`` are live (for workers whose trigger
+    handles carry no id, such as the official client's)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = await iii.trigger_async(
+            {
+                "function_id": "engine::registered-triggers::list",
+                "payload": {"trigger_type": "http", "function_id": function_id},
+            }
+        )
+        if len(listed["registered_triggers"]) >= count:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{count} route(s) of {function_id} not live within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+async def http_channels(iii: III) -> list[dict[str, Any]]:
+    """The channels the ``http`` built-in holds (``engine::channels::list`` rows owned by iii-http)."""
+    listed = await iii.trigger_async({"function_id": "engine::channels::list", "payload": {}})
+    return [row for row in listed["channels"] if row["owner"] == "iii-http"]

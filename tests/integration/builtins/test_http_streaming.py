@@ -1,0 +1,347 @@
+"""HTTP bodies through channels: the raw request body (cases.md B10, a 20 MiB upload) and streamed
+responses (``set_status`` / ``set_headers`` + chunks, server-sent events) — protocol.md §5, §6.6.
+
+Handlers run on the official ``iii`` client (its ``ChannelReader`` / ``ChannelWriter`` speak the
+channel sockets); our SDK drives the catalog calls (route readiness, ``engine::channels::list``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from http_helpers import fetch, http_channels, unique, wait_bound, write_config
+from support.waiting import wait_for_async
+
+from iii_typed import III, InitOptions, register_worker
+from iii_typed.engine.process import EngineProcess
+
+os.environ.setdefault("OTEL_ENABLED", "false")
+iii = pytest.importorskip("iii")
+
+SET_STATUS_201 = json.dumps({"type": "set_status", "status_code": 201})
+
+
+@pytest.fixture(scope="module")
+def stream_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    tmp = tmp_path_factory.mktemp("http-streaming")
+    proc = EngineProcess(log_path=tmp / "engine.log").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ours(stream_engine: EngineProcess) -> Iterator[III]:
+    client = register_worker(stream_engine.url, InitOptions(worker_name=unique("http-stream-ctl")))
+    yield client
+    client.shutdown()
+
+
+@pytest.fixture(scope="module")
+def official(stream_engine: EngineProcess) -> Iterator[Any]:
+    client = iii.register_worker(
+        stream_engine.url, iii.InitOptions(worker_name=unique("http-stream-official"))
+    )
+    yield client
+    client.shutdown()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+Route = Callable[..., Any]
+
+
+@pytest.fixture
+def route(ours: III, official: Any) -> Route:
+    """``await route(handler, method, api_path)``: an official-client handler behind a live route."""
+
+    async def factory(handler: Callable[..., Any], method: str, api_path: str, client: Any = None) -> str:
+        worker = client or official
+        function_id = unique("stream::fn")
+        worker.register_function(function_id, handler)
+        worker.register_trigger(
+            {
+                "type": "http",
+                "function_id": function_id,
+                "config": {"api_path": api_path, "http_method": method},
+            }
+        )
+        await wait_bound(ours, function_id)
+        return function_id
+
+    return factory
+
+
+async def no_http_channels_left(ours: III) -> None:
+    async def none_left() -> bool:
+        return not await http_channels(ours)
+
+    await wait_for_async(none_left, what="the http built-in holds no channel")
+
+
+# -- the request body (cases.md B10, issue 5) -------------------------------------------------------
+async def test_b10_raw_body_for_json_text_and_empty_bodies(stream_engine, ours, route, session):
+    async def echo(req: Any) -> Any:
+        raw = await req["request_body"].read_all()
+        return {"status_code": 200, "body": {"len": len(raw), "parsed": req["body"], "raw": raw.decode()}}
+
+    path = unique("/echo")
+    await route(echo, "POST", path)
+    url = stream_engine.http_url + path
+    cases = [
+        (
+            {"data": b'{"a":1}', "headers": {"Content-Type": "application/json"}},
+            {"len": 7, "parsed": {"a": 1}, "raw": '{"a":1}'},
+        ),
+        (
+            {"data": b"hello", "headers": {"Content-Type": "text/plain"}},
+            {"len": 5, "parsed": None, "raw": "hello"},
+        ),
+        ({}, {"len": 0, "parsed": None, "raw": ""}),
+    ]
+    for kwargs, expected in cases:
+        started = time.monotonic()
+        reply = await fetch(session, "POST", url, **kwargs)
+        elapsed = time.monotonic() - started
+        assert reply.status == 200, reply
+        assert reply.json() == expected
+        assert elapsed < 1.0, f"{kwargs} took {elapsed:.2f} s"
+    await no_http_channels_left(ours)
+
+
+async def test_upload_of_20_mib_is_read_through_the_request_channel(stream_engine, ours, route, session):
+    async def digest(req: Any) -> Any:
+        hasher = hashlib.sha256()
+        size = 0
+        async for chunk in req["request_body"]:
+            hasher.update(chunk)
+            size += len(chunk)
+        return {"body": {"size": size, "sha256": hasher.hexdigest()}}
+
+    path = unique("/upload")
+    await route(digest, "PUT", path)
+    blob = os.urandom(20 * 1024 * 1024)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(blob), 256 * 1024):
+            yield blob[start : start + 256 * 1024]
+
+    reply = await fetch(
+        session,
+        "PUT",
+        stream_engine.http_url + path,
+        data=chunks(),
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
+    assert reply.status == 200, reply
+    assert reply.json() == {"size": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+    await no_http_channels_left(ours)
+
+
+# -- streamed responses (option B) ---------------------------------------------------------------------
+async def test_streamed_response_with_set_status_201_and_custom_headers(stream_engine, ours, route, session):
+    async def stream(req: Any) -> Any:
+        out = req["response"]
+        await out.send_message_async(SET_STATUS_201)
+        await out.send_message_async(
+            json.dumps({"type": "set_headers", "headers": {"Content-Type": "text/csv", "X-Export": "orders"}})
+        )
+        for index in range(5):
+            await out.write(f"row{index},{index * index}\n".encode())
+        await out.close_async()
+        return None
+
+    path = unique("/export")
+    await route(stream, "GET", path)
+    reply = await fetch(session, "GET", stream_engine.http_url + path)
+    assert reply.status == 201
+    assert reply.headers["Content-Type"] == "text/csv"
+    assert reply.headers["X-Export"] == "orders"
+    assert reply.headers["Transfer-Encoding"] == "chunked"
+    assert reply.body == b"".join(f"row{i},{i * i}\n".encode() for i in range(5))
+    await no_http_channels_left(ours)
+
+
+async def test_server_sent_events_arrive_incrementally(stream_engine, ours, route, session):
+    acknowledged = threading.Event()
+
+    async def events(req: Any) -> Any:
+        out = req["response"]
+        await out.send_message_async(
+            json.dumps(
+                {
+                    "type": "set_headers",
+                    "headers": {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"},
+                }
+            )
+        )
+        await out.write(b"event: tick\ndata: 1\n\n")
+        # The second event is written only once the HTTP client has read the first one, so a
+        # response that is buffered until the handler finishes would never show event 1 in time.
+        seen = await asyncio.to_thread(acknowledged.wait, 10)
+        await out.write(b"event: tick\ndata: 2\n\n" if seen else b"event: tick\ndata: timeout\n\n")
+        await out.close_async()
+        return None
+
+    path = unique("/events")
+    await route(events, "GET", path)
+    timeout = aiohttp.ClientTimeout(total=20)
+    async with session.get(stream_engine.http_url + path, timeout=timeout) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "text/event-stream"
+        first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5)
+        assert first == b"event: tick\ndata: 1\n\n"
+        acknowledged.set()
+        rest = await asyncio.wait_for(response.content.read(), 5)
+    assert rest == b"event: tick\ndata: 2\n\n"
+    await no_http_channels_left(ours)
+
+
+async def test_a_result_before_any_body_chunk_wins_over_the_channel(stream_engine, ours, route, session):
+    async def answer(req: Any) -> Any:
+        await req["response"].send_message_async(json.dumps({"type": "set_status", "status_code": 500}))
+        return {"status_code": 200, "headers": {"Content-Type": "text/plain"}, "body": "option A"}
+
+    path = unique("/option-a")
+    await route(answer, "GET", path)
+    reply = await fetch(session, "GET", stream_engine.http_url + path)
+    assert (reply.status, reply.body) == (200, b"option A")
+    await no_http_channels_left(ours)
+
+
+async def test_closing_the_channel_without_a_body_sends_the_status_and_no_body(stream_engine, route, session):
+    async def accepted(req: Any) -> Any:
+        out = req["response"]
+        await out.send_message_async(json.dumps({"type": "set_status", "status_code": 202}))
+        await out.send_message_async(json.dumps({"type": "set_headers", "headers": {"Location": "/jobs/1"}}))
+        await out.close_async()
+        return None
+
+    path = unique("/accepted")
+    await route(accepted, "POST", path)
+    reply = await fetch(session, "POST", stream_engine.http_url + path)
+    assert (reply.status, reply.headers["Location"], reply.body) == (202, "/jobs/1", b"")
+
+
+async def test_client_leaving_mid_stream_frees_the_channels(stream_engine, ours, route, session):
+    finished = threading.Event()
+
+    async def endless(req: Any) -> Any:
+        out = req["response"]
+        try:
+            for _ in range(2000):
+                await out.write(b"x" * 1024 + b"\n")
+                await asyncio.sleep(0.005)
+        except Exception:
+            pass
+        finally:
+            finished.set()
+        return None
+
+    path = unique("/endless")
+    await route(endless, "GET", path)
+    async with session.get(stream_engine.http_url + path) as response:
+        assert response.status == 200
+        await response.content.readuntil(b"\n")
+        response.close()  # the client goes away
+    await no_http_channels_left(ours)
+    assert await asyncio.to_thread(finished.wait, 15), (
+        "the handler's writes did not fail after the client left"
+    )
+    ok = unique("/after")
+    await route(lambda req: {"body": "still serving"}, "GET", ok)
+    assert (await fetch(session, "GET", stream_engine.http_url + ok)).json() == "still serving"
+
+
+# -- limits with channels (an engine of their own) ---------------------------------------------------------
+@pytest.fixture
+def tight_engine(engine_factory: Callable[..., EngineProcess], tmp_path: Path) -> EngineProcess:
+    config = write_config(
+        tmp_path / "tight.toml",
+        {"http": {"default_timeout": 300, "concurrency_request_limit": 1, "max_body_bytes": 1024}},
+    )
+    return engine_factory(config=config)
+
+
+async def test_limits_null_result_timeout_streaming_slot_and_chunked_oversize(tight_engine, session):
+    release = threading.Event()
+    ctl = register_worker(tight_engine.url, InitOptions(worker_name=unique("tight-ctl")))
+    worker = iii.register_worker(tight_engine.url, iii.InitOptions(worker_name=unique("tight")))
+    try:
+
+        async def silent(req: Any) -> Any:
+            return None  # never touches the response channel
+
+        async def holding(req: Any) -> Any:
+            out = req["response"]
+            await out.write(b"first\n")
+            await asyncio.to_thread(release.wait, 10)
+            await out.write(b"second\n")
+            await out.close_async()
+            return None
+
+        async def reader(req: Any) -> Any:
+            raw = await req["request_body"].read_all()
+            return {"body": {"len": len(raw)}}
+
+        for function_id, api_path, method, handler in (
+            ("tight::silent", "/silent", "GET", silent),
+            ("tight::hold", "/hold", "GET", holding),
+            ("tight::read", "/read", "POST", reader),
+        ):
+            worker.register_function(function_id, handler)
+            worker.register_trigger(
+                {
+                    "type": "http",
+                    "function_id": function_id,
+                    "config": {"api_path": api_path, "http_method": method},
+                }
+            )
+            await wait_bound(ctl, function_id)
+        url = tight_engine.http_url
+        # A null result and an untouched response channel: nothing to send before the deadline.
+        reply = await fetch(session, "GET", url + "/silent")
+        assert (reply.status, reply.body) == (504, b"")
+        # A streamed response keeps its slot after the deadline; the next request finds none.
+        async with session.get(url + "/hold") as held:
+            assert held.status == 200
+            assert await held.content.readuntil(b"\n") == b"first\n"
+            busy = await fetch(session, "GET", url + "/silent")
+            assert busy.status == 503
+            assert busy.json()["error"]["code"] == "CONCURRENCY_LIMIT"
+            release.set()
+            assert await held.content.read() == b"second\n"
+
+        # A chunked body (no Content-Length) over max_body_bytes is cut off with a 413.
+        async def chunked() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                yield b"y" * 512
+
+        reply = await fetch(
+            session, "POST", url + "/read", data=chunked(), headers={"Content-Type": "text/plain"}
+        )
+        assert reply.status == 413
+        assert reply.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+        reply = await fetch(
+            session, "POST", url + "/read", data=b"z" * 100, headers={"Content-Type": "text/plain"}
+        )
+        assert reply.json() == {"len": 100}
+        await no_http_channels_left(ctl)
+    finally:
+        release.set()
+        worker.shutdown()
+        ctl.shutdown()
