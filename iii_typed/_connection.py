@@ -43,6 +43,9 @@ CLOSE_TIMEOUT_S: Final = 2.0
 #: Seconds allowed for the opening handshake of one attempt.
 OPEN_TIMEOUT_S: Final = 10.0
 
+#: Seconds to wait at most for ``workerregistered`` before reporting ``connected``.
+REGISTERED_WAIT_S: Final = 2.0
+
 StateListener = Callable[[IIIConnectionState], None]
 
 
@@ -65,6 +68,10 @@ class ConnectionHooks(Protocol):
         """The connection reached ``failed``: reject pending calls with ``error``."""
         ...
 
+    def on_disconnected(self, generation: int) -> None:
+        """The socket of connection ``generation`` ended: what was written to it gets no answer."""
+        ...
+
 
 def build_headers(options: InitOptions) -> dict[str, str]:
     """Handshake headers: ``options.headers`` plus ``Authorization: Bearer $III_TOKEN`` when the
@@ -77,11 +84,14 @@ def build_headers(options: InitOptions) -> dict[str, str]:
 
 
 class _Queued:
-    __slots__ = ("data", "on_drop")
+    __slots__ = ("data", "on_drop", "on_sent")
 
-    def __init__(self, data: bytes, on_drop: Callable[[], None] | None) -> None:
+    def __init__(
+        self, data: bytes, on_drop: Callable[[], None] | None, on_sent: Callable[[], None] | None
+    ) -> None:
         self.data = data
         self.on_drop = on_drop
+        self.on_sent = on_sent
 
 
 class Connection:
@@ -258,6 +268,7 @@ class Connection:
                 finally:
                     self._ready = False
                     self._ws = None
+                    self._hooks.on_disconnected(self.generation)
                 if self._closing or self.fatal_error is not None:
                     return
                 self._set_state("disconnected")
@@ -294,6 +305,7 @@ class Connection:
             await self._write_all(ws, first + self._hooks.replay_frames(generation))
             await self._drain_queue(ws)
             await self._write(ws, self._hooks.registration_frame())
+            await self._await_worker_registered(ws)
             while True:  # registrations or calls made while the replay was being written
                 late = self._hooks.replay_frames(generation)
                 if not late and not self._queue:
@@ -304,7 +316,7 @@ class Connection:
         except ConnectionClosed as exc:
             # Still read what arrived before the close: it may say why (AUTH_ERROR, rejection).
             log.info("connection to %s closed during setup: %s", self.url, exc)
-        if setup_done:
+        if setup_done and self.fatal_error is None and not self._closing:
             self._ready = True
             self._retry = 0
             self._set_state("connected")
@@ -317,6 +329,29 @@ class Connection:
             if not self._closing and self.fatal_error is None and setup_done:
                 log.warning("connection to %s ended (%s); reconnecting", self.url, _close_text(exc))
 
+    async def _await_worker_registered(self, ws: ClientConnection) -> None:
+        """Read until this connection's ``workerregistered`` was handled (bounded).
+
+        The engine sends it first on every upgrade (protocol.md §3.1), so it has normally arrived
+        while the replay was written. Waiting for it means ``worker_id`` (and the reattach token
+        the next reconnect presents) names the current connection once the state is
+        ``connected``. Other messages read meanwhile are handled as usual; what they send waits
+        in the offline queue, drained before ``connected``.
+        """
+        known = self.worker_id
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REGISTERED_WAIT_S
+        while self.worker_id == known and self.fatal_error is None:
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(ws.recv(decode=False), left)
+            except TimeoutError:
+                log.warning("no workerregistered from %s within %.0f s", self.url, REGISTERED_WAIT_S)
+                return
+            self._hooks.handle_message(message)
+
     async def _write_all(self, ws: ClientConnection, frames: list[bytes]) -> None:
         for data in frames:
             await self._write(ws, data)
@@ -327,6 +362,8 @@ class Connection:
             await self._write(ws, item.data)
             if self._queue and self._queue[0] is item:
                 self._queue.popleft()
+            if item.on_sent is not None:
+                item.on_sent()
 
     @staticmethod
     async def _write(ws: ClientConnection, data: bytes) -> None:
@@ -337,7 +374,12 @@ class Connection:
 
     # -- sending -------------------------------------------------------------------------
     async def send(
-        self, data: bytes, *, queue: bool = True, on_drop: Callable[[], None] | None = None
+        self,
+        data: bytes,
+        *,
+        queue: bool = True,
+        on_drop: Callable[[], None] | None = None,
+        on_sent: Callable[[], None] | None = None,
     ) -> bool:
         """Send ``data`` now, or keep it for the next connection.
 
@@ -345,6 +387,8 @@ class Connection:
             data: One encoded frame.
             queue: Keep the frame while disconnected (bounded FIFO); ``False`` drops it.
             on_drop: Called when a queued frame is dropped (overflow, failure, shutdown).
+            on_sent: Called when a queued frame is written on a later connection (not when the
+                frame is written at once: the return value says so).
 
         Returns:
             ``True`` when written to the socket now.
@@ -374,7 +418,7 @@ class Connection:
                 )
                 if dropped.on_drop is not None:
                     dropped.on_drop()
-            self._queue.append(_Queued(data, on_drop))
+            self._queue.append(_Queued(data, on_drop, on_sent))
         return False
 
     async def send_now(self, data: bytes) -> bool:

@@ -293,6 +293,7 @@ class _Pending:
     call: _Call
     started: float
     timer: asyncio.TimerHandle | None = None
+    generation: int | None = None  # the connection the call was written on
 
 
 class _Hooks:
@@ -312,6 +313,9 @@ class _Hooks:
 
     def on_failed(self, error: IIIError) -> None:
         self._client._on_failed(error)
+
+    def on_disconnected(self, generation: int) -> None:
+        self._client._on_disconnected(generation)
 
 
 # --------------------------------------------------------------------------------------------
@@ -858,6 +862,14 @@ class III:
 
     async def _dispatch(self, call: _Call) -> Any:
         self._check_usable()
+        if self._options.offline_calls == "fail" and not self._conn.ready:
+            raise InvocationError(
+                "DISCONNECTED",
+                f"the call to {call.function_id!r} was not sent: not connected to the iii engine "
+                f"(state {self._conn.state!r}) and InitOptions.offline_calls is 'fail'",
+                function_id=call.function_id,
+                invocation_id=call.invocation_id,
+            )
         if call.kind == "void":
             await self._conn.send(call.data)
             return None
@@ -867,8 +879,13 @@ class III:
         pending = _Pending(loop.create_future(), call, time.monotonic())
         pending.timer = loop.call_later(call.timeout_ms / 1000, self._expire, invocation_id)
         self._pending[invocation_id] = pending
+
+        def on_sent() -> None:
+            pending.generation = self._conn.generation
+
         try:
-            await self._conn.send(call.data, on_drop=lambda: self._drop(invocation_id))
+            if await self._conn.send(call.data, on_drop=lambda: self._drop(invocation_id), on_sent=on_sent):
+                on_sent()
             result = await pending.future
         finally:
             pending.timer.cancel()
@@ -914,6 +931,26 @@ class III:
                 invocation_id=invocation_id,
             )
         )
+
+    def _on_disconnected(self, generation: int) -> None:
+        """Fail the calls written on the socket that ended: their results can never arrive (the
+        engine answers on the caller's connection only and halts it at cleanup, protocol.md §3.6).
+        Calls still queued keep waiting for the next connection."""
+        lost = [(key, p) for key, p in self._pending.items() if p.generation == generation]
+        for invocation_id, pending in lost:
+            del self._pending[invocation_id]
+            if pending.timer is not None:
+                pending.timer.cancel()
+            if not pending.future.done():
+                pending.future.set_exception(
+                    InvocationError(
+                        "DISCONNECTED",
+                        f"the connection to the iii engine ended before the result of "
+                        f"{pending.call.function_id!r} arrived (the call may or may not have run)",
+                        function_id=pending.call.function_id,
+                        invocation_id=invocation_id,
+                    )
+                )
 
     def _on_failed(self, error: IIIError) -> None:
         pending = list(self._pending.values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 __all__ = [
     "DEFAULT_ENGINE_URL",
@@ -147,6 +147,10 @@ class InitOptions:
             keepalive off).
         keepalive_timeout_ms: How long a ping may stay unanswered before the connection is
             considered dead and reconnection starts, in ms (default 20 000).
+        offline_calls: What ``trigger`` does while the client is not connected: ``"queue"``
+            (default) keeps the call in the bounded offline queue until the next connection, still
+            bounded by its own timeout; ``"fail"`` raises ``InvocationError`` code
+            ``DISCONNECTED`` at once.
     """
 
     worker_name: str | None = None
@@ -160,8 +164,13 @@ class InitOptions:
     telemetry: TelemetryOptions | None = None
     keepalive_interval_ms: int | None = 20000
     keepalive_timeout_ms: int | None = 20000
+    offline_calls: Literal["queue", "fail"] = "queue"
 
     def __post_init__(self) -> None:
+        if self.offline_calls not in ("queue", "fail"):
+            raise ValueError(
+                f"InitOptions.offline_calls must be 'queue' or 'fail', not {self.offline_calls!r}"
+            )
         if self.namespace is not None and not self.namespace.strip():
             raise ValueError("InitOptions.namespace is blank: give it a name, or omit it to use 'default'")
         if isinstance(self.invocation_timeout_ms, bool) or self.invocation_timeout_ms <= 0:
