@@ -79,6 +79,8 @@ log = logging.getLogger("iii_typed.engine.http")
 
 #: Size of the binary frames the request body is cut into on the ``request_body`` channel.
 CHUNK_BYTES: Final = 64 * 1024
+#: A buffered body of one chunk always fits the (empty) request channel: it is written inline.
+_INLINE_FEED_BYTES: Final = CHUNK_BYTES
 _JSON: Final = "application/json"
 _HOP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
@@ -452,10 +454,14 @@ class HttpWorker(BuiltinWorker):
                 channels.append(request_channel)
                 response_channel = factory.create_channel(owner=self.name)
                 channels.append(response_channel)
-                feeder = asyncio.get_running_loop().create_task(
-                    self._feed(request_channel, request, raw, limit, too_large),
-                    name="http-request-body",
-                )
+                if raw is not None and len(raw) <= _INLINE_FEED_BYTES:
+                    # One item always fits an empty channel: written at once, no task needed.
+                    await self._feed(request_channel, request, raw, limit, too_large)
+                else:
+                    feeder = asyncio.get_running_loop().create_task(
+                        self._feed(request_channel, request, raw, limit, too_large),
+                        name="http-request-body",
+                    )
             if config.condition_function_id is not None:
                 await self._condition(config.condition_function_id, binding, payload, deadline)
             for function_id in config.middleware_function_ids:
@@ -464,9 +470,8 @@ class HttpWorker(BuiltinWorker):
                 payload["request_body"] = channels[0].reader_ref
                 payload["response"] = channels[1].writer_ref
                 payload["trigger"] = payload.pop("trigger")  # keys in sorted order, like E07
-                return await self._exchange(
-                    request, binding, payload, channels[1], deadline, too_large, origin
-                )
+                watch = too_large if feeder is not None and raw is None else None
+                return await self._exchange(request, binding, payload, channels[1], deadline, watch, origin)
             return await self._buffered_only(binding, payload, deadline)
         finally:
             if feeder is not None:
@@ -611,7 +616,7 @@ class HttpWorker(BuiltinWorker):
         payload: dict[str, Any],
         channel: EngineChannel,
         deadline: float,
-        too_large: asyncio.Event,
+        too_large: asyncio.Event | None,
         origin: str | None,
     ) -> web.StreamResponse:
         """Invoke the handler and answer with its result (A) or its response channel (B)."""
@@ -620,15 +625,18 @@ class HttpWorker(BuiltinWorker):
         items = aiter(channel)
         head = _Head()
         head_task = loop.create_task(_read_head(items, head), name="http-response-head")
-        oversize = loop.create_task(too_large.wait(), name="http-body-limit")
+        waiting: set[asyncio.Future[Any]] = {invoke, head_task}
+        oversize: asyncio.Task[Any] | None = None
+        if too_large is not None:  # a streamed request body may still prove too large
+            oversize = loop.create_task(too_large.wait(), name="http-body-limit")
+            waiting.add(oversize)
         streamed = False
         try:
-            waiting: set[asyncio.Future[Any]] = {invoke, head_task, oversize}
             try:
                 async with asyncio.timeout_at(deadline):
                     while True:
                         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                        if oversize in done:
+                        if oversize is not None and oversize in done:
                             return self._too_large()
                         if head_task in done and (head.chunk is not None or invoke not in done):
                             break  # option B: the body started (or the channel closed) first
@@ -644,7 +652,8 @@ class HttpWorker(BuiltinWorker):
             streamed = True
             return await self._stream(request, head, items, origin)
         finally:
-            oversize.cancel()
+            if oversize is not None:
+                oversize.cancel()
             head_task.cancel()
             if not invoke.done():
                 if streamed:
