@@ -10,6 +10,7 @@ Everything public is importable from here (decisions "Public API")::
 
 from __future__ import annotations
 
+from .channels import Channel, ChannelReader, ChannelWriter
 from .client import III, FunctionRef, Trigger, TriggerTypeRef, register_worker
 from .context import InvocationContext, current_invocation
 from .errors import (
@@ -39,10 +40,15 @@ from .models import (
     TriggerHandler,
     TriggerRequest,
 )
+from .logger import Logger
 from .options import InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
+from .streams import IStream
 
 __all__ = [
     "III",
+    "Channel",
+    "ChannelReader",
+    "ChannelWriter",
     "EngineUnreachableError",
     "EnqueueResult",
     "FunctionRef",
@@ -53,10 +59,12 @@ __all__ = [
     "HttpInvocationConfig",
     "IIIConnectionState",
     "IIIError",
+    "IStream",
     "InitOptions",
     "InvocationContext",
     "InvocationError",
     "InvocationTimeoutError",
+    "Logger",
     "OtelConfig",
     "ReconnectionConfig",
     "RegisterFunctionFormat",

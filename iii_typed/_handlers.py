@@ -7,7 +7,8 @@ in an :class:`~iii_typed.context.InvocationContext` and return the encoded ``inv
 frame (or ``None`` when the engine sent no ``invocation_id``).
 
 :func:`transform_incoming_payload` is the single seam through which every incoming payload
-passes before it reaches a handler (channel references are resolved there by a later layer).
+passes before it reaches a handler (channel references become live readers and writers there,
+:mod:`iii_typed.channels`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic_core import PydanticSerializationError
 
 from . import context as _context
 from ._wire import encode_frame, too_large_error
+from .channels import ChannelFactory, resolve_channel_refs
 from .formats import first_parameter_annotation, unresolved_hints
 from .protocol.frames import MAX_MESSAGE_BYTES, ErrorBody, InvocationResult, InvokeFunction
 
@@ -109,12 +111,16 @@ def _metadata_mode(fn: Callable[..., Any]) -> Literal["positional", "keyword"] |
     return None
 
 
-def transform_incoming_payload(data: Any) -> Any:
+def transform_incoming_payload(data: Any, channels: ChannelFactory | None = None) -> Any:
     """The seam every incoming payload passes through before validation and the handler call.
 
-    Today it returns ``data`` unchanged; the channels layer replaces channel refs here.
+    Channel refs (``{"channel_id", "access_key", "direction"}`` objects at any depth) become live
+    :class:`~iii_typed.ChannelReader` / :class:`~iii_typed.ChannelWriter` objects of the client
+    that owns ``channels`` (protocol.md §4.8); without it ``data`` is returned unchanged.
     """
-    return data
+    if channels is None:
+        return data
+    return resolve_channel_refs(data, channels)
 
 
 def validation_message(model: type[BaseModel], exc: ValidationError) -> str:

@@ -40,6 +40,7 @@ from ._handlers import HandlerSpec, build_error_result, validation_message
 from ._loop import HandlerThreads, LoopThread
 from ._wire import check_size, encode_frame, find_unserialisable
 from ._worker_info import allocate_unnamed_suffix, resolve_namespace, resolve_worker_name, worker_metadata
+from .channels import Channel, ChannelFactory, create_request
 from .context import InvocationContext
 from .context import current_invocation as _current_invocation
 from .errors import (
@@ -86,6 +87,7 @@ from .protocol.frames import (
     UnregisterTriggerType,
     WorkerRegistered,
 )
+from .streams import IStream, register_stream
 
 __all__ = [
     "CONNECT_BUDGET_S",
@@ -366,6 +368,7 @@ class III:
         self._stop_events: set[threading.Event] = set()
         self._threads = HandlerThreads()
         self._loop = LoopThread()
+        self._channels = ChannelFactory(self._address, self._options, self._loop)
         self._conn = Connection(self._address, self._options, _Hooks(self))
         self._conn.add_listener(self._on_state)
         self._last_tick = time.monotonic()
@@ -961,6 +964,42 @@ class III:
             if not item.future.done():
                 item.future.set_exception(error)
 
+    # -- channels and streams ------------------------------------------------------------------
+    def create_channel(self, buffer_size: int | None = None) -> Channel:
+        """Create a channel through the engine (``engine::channels::create``, protocol.md §5.1).
+
+        Args:
+            buffer_size: Messages the engine buffers between writer and reader (default 64, at
+                most 1024); a faster writer waits when it is full.
+
+        Returns:
+            A :class:`~iii_typed.Channel`: local ``writer`` / ``reader`` and their refs
+            ``writer_ref`` / ``reader_ref`` to put in payloads (see :mod:`iii_typed.channels`).
+
+        Raises:
+            TypeError / ValueError: ``buffer_size`` is not a non-negative int.
+            InvocationError: the engine refused (e.g. no channel support).
+            RuntimeError: called on the SDK's event-loop thread (use :meth:`create_channel_async`).
+        """
+        return self._channels.channel(self.trigger(create_request(buffer_size)))
+
+    async def create_channel_async(self, buffer_size: int | None = None) -> Channel:
+        """Async twin of :meth:`create_channel`."""
+        return self._channels.channel(await self.trigger_async(create_request(buffer_size)))
+
+    def create_stream(self, stream_name: str, stream: IStream[Any]) -> None:
+        """Serve the stream ``stream_name`` from ``stream`` (protocol.md §6.2 overrides).
+
+        Registers ``stream::get|set|delete|list|list_groups(<stream_name>)``; the engine calls
+        them instead of its own storage (updates go through ``get`` and ``set``). See
+        :mod:`iii_typed.streams`.
+
+        Raises:
+            TypeError: ``stream`` is not an :class:`~iii_typed.IStream`.
+            ValueError: a blank name, or one with spaces or parentheses.
+        """
+        register_stream(self, stream_name, stream)
+
     # -- incoming frames ---------------------------------------------------------------------
     def _handle_message(self, message: bytes) -> None:
         try:
@@ -1063,7 +1102,7 @@ class III:
             self._send_soon(build_error_result(frame.function_id, frame.invocation_id, code, message))
             return
         spec = entry.spec
-        data = _handlers.transform_incoming_payload(frame.data)
+        data = _handlers.transform_incoming_payload(frame.data, self._channels)
         if spec.is_async:
             self._track(asyncio.get_running_loop().create_task(self._run_async_handler(spec, frame, data)))
         else:
@@ -1238,6 +1277,7 @@ class III:
                         invocation_id=item.call.invocation_id,
                     )
                 )
+        self._channels.abort_all()
         await self._conn.close()
         current = asyncio.current_task()
         for task in list(self._tasks):

@@ -414,10 +414,10 @@ class EngineChannel:
                 await send(item)
             if self._broken is None:
                 side.state = "done"
-                if self._error is None:
-                    await ws.close(CLOSE_NORMAL)
-                else:
-                    await ws.close(CLOSE_BROKEN, _close_reason(self._error))
+            if self._error is None:
+                await ws.close(CLOSE_NORMAL)
+            else:
+                await ws.close(CLOSE_BROKEN, _close_reason(self._error))
         except ConnectionClosed:
             pass
         finally:
