@@ -40,7 +40,6 @@ from .models import (
     TriggerHandler,
     TriggerRequest,
 )
-from .logger import Logger
 from .options import InitOptions, OtelConfig, ReconnectionConfig, TelemetryOptions
 from .streams import IStream
 
@@ -64,7 +63,6 @@ __all__ = [
     "InvocationContext",
     "InvocationError",
     "InvocationTimeoutError",
-    "Logger",
     "OtelConfig",
     "ReconnectionConfig",
     "RegisterFunctionFormat",
