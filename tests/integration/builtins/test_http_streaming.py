@@ -13,13 +13,15 @@ import json
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from http_helpers import fetch, http_channels, unique, wait_bound, write_config
+import websockets
+from http_helpers import fetch, http_channels, unique, wait_bound, wait_routes, write_config
 from support.waiting import wait_for_async
 
 from iii_typed import III, InitOptions, register_worker
@@ -345,3 +347,75 @@ async def test_limits_null_result_timeout_streaming_slot_and_chunked_oversize(ti
         release.set()
         worker.shutdown()
         ctl.shutdown()
+
+
+# -- the exact frame a worker receives (golden frame E07) -------------------------------------------------
+def golden(label: str) -> Any:
+    path = Path(__file__).resolve().parents[2] / "golden" / "frames.txt"
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith(label + " "):
+            return json.loads(line.split(" | ", 2)[2])
+    raise KeyError(label)
+
+
+async def test_invokefunction_frame_matches_e07_and_h01_answers(stream_engine, ours, session):
+    e07 = golden("E07")
+    h01 = golden("H01")
+    async with websockets.connect(stream_engine.url, compression=None) as ws:
+        assert json.loads(await ws.recv())["type"] == "workerregistered"
+        await ws.send(json.dumps({"type": "registerfunction", "id": e07["function_id"]}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "invokefunction",
+                    "function_id": "engine::workers::register",
+                    "data": {"name": unique("raw-e07"), "runtime": "python", "pid": os.getpid()},
+                    "action": {"type": "void"},
+                }
+            )
+        )
+        trigger_id = str(uuid.uuid4())
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "registertrigger",
+                    "id": trigger_id,
+                    "trigger_type": "http",
+                    "function_id": e07["function_id"],
+                    "config": {"api_path": e07["data"]["path"], "http_method": "GET"},
+                    "metadata": {"m": 1},
+                }
+            )
+        )
+        await wait_routes(ours, [trigger_id])
+        request = asyncio.ensure_future(fetch(session, "GET", stream_engine.http_url + "/users/42?verbose=1"))
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if frame["type"] == "invokefunction" and frame["function_id"] == e07["function_id"]:
+                break
+        assert sorted(frame) == sorted([*e07, "metadata"])
+        uuid.UUID(frame["invocation_id"])
+        data, expected = frame["data"], e07["data"]
+        assert sorted(data) == sorted(expected)
+        for key in ("body", "method", "path", "path_params", "query_params", "trigger"):
+            assert data[key] == expected[key], key
+        assert frame["metadata"] == {"m": 1}
+        for key, direction in (("request_body", "read"), ("response", "write")):
+            assert sorted(data[key]) == ["access_key", "channel_id", "direction"]
+            assert data[key]["direction"] == direction
+        assert data["request_body"]["channel_id"] != data["response"]["channel_id"]
+        assert list(data) == sorted(data)  # keys in the real engine's (sorted) order
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "invocationresult",
+                    "invocation_id": frame["invocation_id"],
+                    "function_id": frame["function_id"],
+                    "result": h01,
+                }
+            )
+        )
+        reply = await request
+        assert reply.status == 201
+        assert reply.headers["Content-Type"] == "application/json"
+        assert reply.json() == h01["body"]
