@@ -318,7 +318,13 @@ class HttpWorker(BuiltinWorker):
         server = web.Server(self._handle, access_log=None, handler_cancellation=False)
         runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
-        sock = _bind(config.host, config.http_port)
+        try:
+            sock = _bind(config.host, config.http_port)
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(
+                exc.errno, f"http port {config.host}:{config.http_port}: {exc.strerror or exc}"
+            ) from exc
         try:
             site = web.SockSite(runner, sock, shutdown_timeout=1.0, backlog=1024)
             await site.start()

@@ -204,3 +204,21 @@ async def test_the_documented_configuration_runs(engine_factory, tmp_path):
         assert reply.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
     finally:
         client.shutdown()
+
+
+def test_http_port_in_use_is_a_start_up_failure_naming_it():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "iii_typed.engine", "--port", "0", "--http-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert done.returncode == 1
+    assert f"http port 127.0.0.1:{port}" in done.stderr
+    assert done.stdout == ""
