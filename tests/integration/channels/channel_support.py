@@ -17,7 +17,7 @@ from tests.support.waiting import FACTOR, wait_for
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 
-__all__ = ["channel_rows", "client", "peer", "unique"]
+__all__ = ["channel_rows", "client", "peer", "unique", "wait_route"]
 
 PEER = Path(__file__).with_name("peer.py")
 
@@ -85,3 +85,22 @@ def peer(url: str, sdk: str, iii: III) -> Iterator[str]:
 def elapsed_since(start: float) -> float:
     """Seconds since ``start`` (``time.monotonic``)."""
     return time.monotonic() - start
+
+
+async def wait_route(iii: III, function_id: str, timeout: float = 10.0) -> None:
+    """Wait until an ``http`` binding of ``function_id`` is live (the engine acks no success)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout * FACTOR
+    while True:
+        listed = await iii.trigger_async(
+            {
+                "function_id": "engine::registered-triggers::list",
+                "payload": {"trigger_type": "http", "function_id": function_id},
+            }
+        )
+        if listed["registered_triggers"]:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the route of {function_id} is not live within {timeout} s")
+        await asyncio.sleep(0.02)
