@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=None, help="DEBUG, INFO (default), WARNING or ERROR; also env III_LOG"
     )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="require 'Authorization: Bearer TOKEN' on every WebSocket upgrade (401 otherwise); "
+        "prefer env III_ENGINE_TOKEN, which other users cannot see in the process list",
+    )
     return parser
 
 
@@ -129,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream_port=args.stream_port,
             data_dir=args.data_dir,
             log_level=args.log_level,
+            auth_token=args.token,
         )
         _configure_logging(config.log_level)
     except ConfigError as exc:

@@ -11,12 +11,14 @@
     builtins = ["state", "cron"]   # optional: exactly which optional built-ins run
     namespace_grace_ms = 5000 # wait for engine::workers::register before using `default`
     log_level = "INFO"
+    auth_token = "…"          # optional: every WebSocket upgrade needs `Authorization: Bearer …`
 
     [state]                   # one table per built-in worker (its ``section``)
     enabled = true            # any built-in may be switched off (mandatory ones ignore it)
 
 Precedence: command line, then ``engine.toml``, then defaults; the environment variables
-``III_NAMESPACE_GRACE_MS`` and ``III_LOG`` override the file too (protocol.md §3.1).
+``III_NAMESPACE_GRACE_MS``, ``III_LOG`` and ``III_ENGINE_TOKEN`` override the file too
+(protocol.md §3.1; the token: :mod:`iii_typed.engine.auth`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ _ENGINE_KEYS: dict[str, type[Any]] = {
     "builtins": list,
     "namespace_grace_ms": int,
     "log_level": str,
+    "auth_token": str,
 }
 
 
@@ -77,6 +80,8 @@ class EngineConfig:
         sections: Every other ``engine.toml`` table, keyed by table name.
         namespace_grace_ms: Milliseconds to wait for ``engine::workers::register``.
         log_level: Logging level name.
+        auth_token: Bearer token every WebSocket upgrade must present, or ``None`` (no
+            authentication; see :mod:`iii_typed.engine.auth`). Never logged.
         source: The file the configuration came from, if any.
         explicit: ``[engine]`` keys the file set (they are not zeroed by ``port = 0``).
     """
@@ -90,6 +95,7 @@ class EngineConfig:
     sections: dict[str, dict[str, Any]] = field(default_factory=dict)
     namespace_grace_ms: int = DEFAULT_NAMESPACE_GRACE_MS
     log_level: str = "INFO"
+    auth_token: str | None = field(default=None, repr=False)
     source: Path | None = None
     explicit: frozenset[str] = field(default_factory=frozenset, repr=False)
 
@@ -118,6 +124,7 @@ class EngineConfig:
         stream_port: int | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         log_level: str | None = None,
+        auth_token: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> EngineConfig:
         """Combine defaults, an optional ``engine.toml``, the environment and explicit values.
@@ -159,6 +166,9 @@ class EngineConfig:
         level = log_level or env.get("III_LOG")
         if level:
             config.log_level = level
+        token = auth_token if auth_token is not None else env.get("III_ENGINE_TOKEN")
+        if token is not None:
+            config.auth_token = token
         config.validate()
         return config
 
@@ -174,6 +184,12 @@ class EngineConfig:
                 raise ConfigError(f"{key} must be between 0 and 65535, got {value}")
         if self.namespace_grace_ms < 0:
             raise ConfigError(f"namespace_grace_ms must be >= 0, got {self.namespace_grace_ms}")
+        token = self.auth_token
+        if token is not None and (not token.strip() or token != token.strip() or not token.isprintable()):
+            raise ConfigError(
+                "auth_token must be a non-blank printable token without surrounding whitespace "
+                "(from --token, III_ENGINE_TOKEN or engine.auth_token)"
+            )
 
 
 def load_config(path: str | os.PathLike[str]) -> EngineConfig:

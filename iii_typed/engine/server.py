@@ -13,6 +13,9 @@ Routes on the worker port (``websockets`` asyncio server, no compression, bytes 
   ``Channel not found``.
 * anything else — HTTP 404 before the upgrade.
 
+With a token configured (:mod:`iii_typed.engine.auth`), every upgrade without
+``Authorization: Bearer <token>`` is answered HTTP 401 first, whatever the path.
+
 Message size: the engine accepts messages up to 64 MiB
 (:data:`~iii_typed.protocol.frames.MAX_MESSAGE_BYTES`). A message between 64 MiB and
 :data:`HARD_MESSAGE_LIMIT` (128 MiB) is read, logged at WARNING and dropped, and the connection stays
@@ -36,6 +39,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ..protocol.frames import MAX_MESSAGE_BYTES
+from .auth import refuse_unauthorized
 from .builtins import discover
 from .builtins.base import BuiltinWorker, WebSocketRoute
 from .config import ConfigError, EngineConfig
@@ -230,6 +234,9 @@ class Engine:
         return None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        denied = refuse_unauthorized(self.config, connection, request)  # 401 before any route
+        if denied is not None:
+            return denied
         path, _, query = request.path.partition("?")
         if path in ("/", "/otel"):
             return None
