@@ -12,12 +12,14 @@
     namespace_grace_ms = 5000 # wait for engine::workers::register before using `default`
     log_level = "INFO"
     auth_token = "…"          # optional: every WebSocket upgrade needs `Authorization: Bearer …`
+    stall_timeout_ms = 10000  # a worker whose buffer does not drain for this long is closed
 
     [state]                   # one table per built-in worker (its ``section``)
     enabled = true            # any built-in may be switched off (mandatory ones ignore it)
 
 Precedence: command line, then ``engine.toml``, then defaults; the environment variables
-``III_NAMESPACE_GRACE_MS``, ``III_LOG`` and ``III_ENGINE_TOKEN`` override the file too
+``III_NAMESPACE_GRACE_MS``, ``III_STALL_TIMEOUT_MS``, ``III_LOG`` and ``III_ENGINE_TOKEN`` override
+the file too
 (protocol.md §3.1; the token: :mod:`iii_typed.engine.auth`).
 """
 
@@ -35,6 +37,7 @@ __all__ = [
     "DEFAULT_HTTP_PORT",
     "DEFAULT_NAMESPACE_GRACE_MS",
     "DEFAULT_PORT",
+    "DEFAULT_STALL_TIMEOUT_MS",
     "DEFAULT_STREAM_PORT",
     "ConfigError",
     "EngineConfig",
@@ -47,6 +50,8 @@ DEFAULT_HTTP_PORT = 3111
 DEFAULT_STREAM_PORT = 3112
 #: Grace period for ``engine::workers::register`` before buffered registrations go to ``default``.
 DEFAULT_NAMESPACE_GRACE_MS = 5000
+#: How long a send may wait for a worker's buffer to drain before the worker is closed as stuck.
+DEFAULT_STALL_TIMEOUT_MS = 10000
 
 _ENGINE_KEYS: dict[str, type[Any]] = {
     "host": str,
@@ -58,6 +63,7 @@ _ENGINE_KEYS: dict[str, type[Any]] = {
     "namespace_grace_ms": int,
     "log_level": str,
     "auth_token": str,
+    "stall_timeout_ms": int,
 }
 
 
@@ -82,6 +88,8 @@ class EngineConfig:
         log_level: Logging level name.
         auth_token: Bearer token every WebSocket upgrade must present, or ``None`` (no
             authentication; see :mod:`iii_typed.engine.auth`). Never logged.
+        stall_timeout_ms: Milliseconds a send may wait for a worker's outbound buffer to drain
+            before that worker is closed as stuck (docs/reliability.md).
         source: The file the configuration came from, if any.
         explicit: ``[engine]`` keys the file set (they are not zeroed by ``port = 0``).
     """
@@ -96,6 +104,7 @@ class EngineConfig:
     namespace_grace_ms: int = DEFAULT_NAMESPACE_GRACE_MS
     log_level: str = "INFO"
     auth_token: str | None = field(default=None, repr=False)
+    stall_timeout_ms: int = DEFAULT_STALL_TIMEOUT_MS
     source: Path | None = None
     explicit: frozenset[str] = field(default_factory=frozenset, repr=False)
 
@@ -163,6 +172,12 @@ class EngineConfig:
                 config.namespace_grace_ms = int(grace)
             except ValueError:
                 raise ConfigError(f"III_NAMESPACE_GRACE_MS must be an integer, got {grace!r}") from None
+        stall = env.get("III_STALL_TIMEOUT_MS")
+        if stall:
+            try:
+                config.stall_timeout_ms = int(stall)
+            except ValueError:
+                raise ConfigError(f"III_STALL_TIMEOUT_MS must be an integer, got {stall!r}") from None
         level = log_level or env.get("III_LOG")
         if level:
             config.log_level = level
@@ -184,6 +199,8 @@ class EngineConfig:
                 raise ConfigError(f"{key} must be between 0 and 65535, got {value}")
         if self.namespace_grace_ms < 0:
             raise ConfigError(f"namespace_grace_ms must be >= 0, got {self.namespace_grace_ms}")
+        if self.stall_timeout_ms <= 0:
+            raise ConfigError(f"stall_timeout_ms must be > 0, got {self.stall_timeout_ms}")
         token = self.auth_token
         if token is not None and (not token.strip() or token != token.strip() or not token.isprintable()):
             raise ConfigError(

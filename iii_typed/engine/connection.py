@@ -4,16 +4,27 @@ A :class:`WorkerConnection` holds what the engine knows about one live worker: i
 namespace state (pending until ``engine::workers::register`` or the grace timer, §3.4), what it
 registered, the invocations it is executing, and the metadata it reported (§3.3).
 
-Outbound flow control: :meth:`WorkerConnection.send` writes the frame into the socket's write
-buffer and waits while more than :data:`OUTBOUND_HIGH_WATER` bytes are unsent to that worker
-(backpressure). Only the producer sending to a slow worker waits — the reader task of the calling
-connection, or an engine task — so other connections keep flowing. A message larger than the
-bound is still written whole.
+Outbound flow control (docs/reliability.md "Slow and stuck workers"):
+
+* :meth:`WorkerConnection.send` writes the frame into the socket's write buffer and waits while
+  more than :data:`OUTBOUND_HIGH_WATER` bytes are unsent to that worker (backpressure). It is used
+  where waiting is right: a caller's reader routing an invocation to a slow callee (the caller is
+  slowed, nobody else), replies to a connection's own reader, engine tasks. A message larger than
+  the bound is still written whole.
+* :meth:`WorkerConnection.post` never makes the producer wait: it is used for frames produced on
+  behalf of *another* connection — an ``invocationresult`` read from the callee goes to the caller
+  this way — so a caller that stops reading cannot stall the callee's reader (and with it every
+  other caller of that callee). Over the bound the frame is written by a task of its own.
+* A worker that makes no progress is closed (1008, "stopped reading"): when a wait for its buffer
+  to drain lasts longer than :attr:`WorkerConnection.stall_timeout` (``[engine]
+  stall_timeout_ms``, default 10 s), or when more than :data:`OUTBOUND_HARD_LIMIT` bytes are
+  unsent to it. Its cleanup then fails its callers' invocations with ``invocation_stopped``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import unicodedata
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +33,11 @@ from uuid import UUID
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
+log = logging.getLogger("iii_typed.engine")
+
+#: Writer tasks of :meth:`WorkerConnection.post` (kept referenced until they finish).
+_WRITERS: set[asyncio.Task[bool]] = set()
+
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
 
@@ -29,8 +45,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_TEXT_CHARS",
+    "OUTBOUND_HARD_LIMIT",
     "OUTBOUND_HIGH_WATER",
     "OUTBOUND_LOW_WATER",
+    "STALL_TIMEOUT_S",
     "Pending",
     "WorkerConnection",
     "sanitize_text",
@@ -40,6 +58,12 @@ __all__ = [
 OUTBOUND_HIGH_WATER: Final = 1024 * 1024
 #: Producers resume when the unsent bytes fall below this.
 OUTBOUND_LOW_WATER: Final = 256 * 1024
+#: Unsent bytes beyond which a worker is considered stuck and closed (two maximum-size messages).
+OUTBOUND_HARD_LIMIT: Final = 128 * 1024 * 1024
+#: Default seconds a send may wait for a worker's buffer to drain before the worker is closed.
+STALL_TIMEOUT_S: Final = 10.0
+#: Seconds a stuck worker gets to take its close frame before the TCP connection is aborted.
+STUCK_CLOSE_TIMEOUT_S: Final = 1.0
 #: Longest worker name/description kept (protocol.md §3.3).
 MAX_TEXT_CHARS: Final = 280
 
@@ -134,6 +158,8 @@ class WorkerConnection:
         "reattach_token",
         "registered",
         "services",
+        "stall_timeout",
+        "stuck",
         "trigger_ids",
         "trigger_types",
         "ws",
@@ -159,6 +185,8 @@ class WorkerConnection:
         self.name_lease: tuple[str, str] | None = None
         self.info: dict[str, Any] = {}
         self.registered = False
+        self.stall_timeout = STALL_TIMEOUT_S
+        self.stuck: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str | None:
@@ -180,11 +208,69 @@ class WorkerConnection:
         ws = self.ws
         if ws.protocol.state is not State.OPEN:
             return False
-        try:
+        if ws.transport.get_write_buffer_size() + len(message) >= OUTBOUND_HIGH_WATER:
+            return await self._send_waiting(message)
+        try:  # below the bound: the write cannot make this wait
             await ws.send(message, text=True)
         except ConnectionClosed:
             return False
         return True
+
+    async def post(self, message: bytes) -> bool:
+        """Send one encoded frame without making the producer wait for this worker's buffer.
+
+        Below :data:`OUTBOUND_HIGH_WATER` unsent bytes the frame is written at once; above it a
+        task of its own writes it (and waits); above :data:`OUTBOUND_HARD_LIMIT` the worker is
+        closed as stuck and the frame dropped.
+
+        Returns:
+            ``False`` when the connection is closed, closing or stuck, else ``True``.
+        """
+        ws = self.ws
+        if ws.protocol.state is not State.OPEN or self.stuck is not None:
+            return False
+        buffered = ws.transport.get_write_buffer_size()
+        if buffered + len(message) < OUTBOUND_HIGH_WATER:
+            try:
+                await ws.send(message, text=True)
+            except ConnectionClosed:
+                return False
+            return True
+        if buffered > OUTBOUND_HARD_LIMIT:
+            self.close_stuck(f"{buffered} bytes unsent (limit {OUTBOUND_HARD_LIMIT})")
+            return False
+        task = asyncio.get_running_loop().create_task(self._send_waiting(message))
+        _WRITERS.add(task)
+        task.add_done_callback(_WRITERS.discard)
+        return True
+
+    async def _send_waiting(self, message: bytes) -> bool:
+        try:
+            await asyncio.wait_for(self.ws.send(message, text=True), self.stall_timeout)
+        except ConnectionClosed:
+            return False
+        except TimeoutError:
+            self.close_stuck(f"its buffer did not drain for {self.stall_timeout:g} s")
+            return False
+        return True
+
+    def close_stuck(self, why: str) -> None:
+        """Close a worker that stopped reading (1008); its cleanup fails its invocations (§3.6)."""
+        if self.stuck is not None:
+            return
+        log.warning(
+            "worker %s (%s) stopped reading: %s; closing it (1008)", self.id, self.name or "unnamed", why
+        )
+        self.stuck = asyncio.get_running_loop().create_task(self._close_stuck())
+
+    async def _close_stuck(self) -> None:
+        ws = self.ws
+        try:  # the close frame waits behind what the worker never read: bound the attempt
+            await asyncio.wait_for(ws.close(1008, "stopped reading"), STUCK_CLOSE_TIMEOUT_S)
+        except (TimeoutError, ConnectionClosed):
+            pass
+        finally:
+            ws.transport.abort()
 
     def __repr__(self) -> str:
         return f"<WorkerConnection {self.id} name={self.name!r} ns={self.namespace!r}>"

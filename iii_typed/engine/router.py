@@ -187,6 +187,7 @@ class Router:
     async def connected(self, ws: ServerConnection) -> WorkerConnection:
         """A worker socket was upgraded on ``/`` (§3.1): send ``workerregistered``, fire the event."""
         conn = WorkerConnection(ws, str(uuid4()), str(uuid4()))
+        conn.stall_timeout = self._config.stall_timeout_ms / 1000
         self.workers[conn.id] = conn
         conn.grace_handle = asyncio.get_running_loop().call_later(self._grace, self._grace_expired, conn)
         frame = WorkerRegistered(
@@ -460,7 +461,7 @@ class Router:
             frame.baggage = pending.baggage
         if frame.function_id != pending.function_id:
             frame.function_id = pending.function_id
-        await caller.send(codec.encode(frame))
+        await caller.post(codec.encode(frame))  # a slow caller must not stall this callee's reader
 
     async def _reply_error(
         self, conn: WorkerConnection, frame: InvokeFunction, code: str, message: str

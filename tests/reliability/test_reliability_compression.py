@@ -22,7 +22,12 @@ async def _call(ws: ClientConnection, function_id: str, data: Any) -> Any:
     invocation_id = "6f0c8a52-7d1e-4c57-9a0b-1c2d3e4f5a6b"
     await ws.send(
         json.dumps(
-            {"type": "invokefunction", "invocation_id": invocation_id, "function_id": function_id, "data": data}
+            {
+                "type": "invokefunction",
+                "invocation_id": invocation_id,
+                "function_id": function_id,
+                "data": data,
+            }
         )
     )
     while True:

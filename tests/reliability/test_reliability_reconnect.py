@@ -211,7 +211,9 @@ def test_b03_reattach_retires_the_half_alive_identity_and_nothing_flips(
     # Within 3 s the function belongs to the new identity and the engine closed the old socket.
     wait_for(lambda: worker_ids_named(caller, "sm") == [iii.worker_id], timeout=3, what="one identity")
     old = proxy.connections[0]
-    proxy.wait_for(lambda: old.close_codes("engine_to_worker"), timeout=3, what="engine closed the old socket")
+    proxy.wait_for(
+        lambda: old.close_codes("engine_to_worker"), timeout=3, what="engine closed the old socket"
+    )
     # Over the next 10 s: no flip, no state change, 100 sequential calls answered.
     window_mark = recorder.mark()
     deadline = time.monotonic() + 10

@@ -1,0 +1,154 @@
+"""Engine hardening: slow or stuck workers, vanished workers, limits, shutdown (issue 8 item 2;
+protocol.md §1.3, §3.6, §4.7, §11; docs/reliability.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from reliability_support import StateRecorder, fast_options
+from websockets.asyncio.client import connect as ws_connect
+
+from iii_typed import III, InvocationError, register_worker
+from iii_typed.engine.process import EngineProcess
+from tests.support.waiting import wait_for, wait_for_async
+from tests.support.ws_proxy import WsProxy
+
+BIG = 256 * 1024  # bytes of each result sent to the stuck caller
+
+
+async def _raw_worker(url: str) -> Any:
+    ws = await ws_connect(url, compression=None, max_size=None)
+    json.loads(await ws.recv())  # workerregistered
+    return ws
+
+
+def _invoke(function_id: str, data: Any) -> str:
+    return json.dumps(
+        {
+            "type": "invokefunction",
+            "invocation_id": str(uuid.uuid4()),
+            "function_id": function_id,
+            "data": data,
+        }
+    )
+
+
+def _names(rows: dict[str, Any]) -> set[str]:
+    return {row["name"] for row in rows["workers"] if row.get("name")}
+
+
+async def _register(ws: Any, name: str) -> None:
+    data = {"name": name, "pid": 1, "runtime": "raw", "namespace": None}
+    await ws.send(
+        json.dumps(
+            {
+                "type": "invokefunction",
+                "function_id": "engine::workers::register",
+                "data": data,
+                "action": {"type": "void"},
+            }
+        )
+    )
+
+
+async def test_a_caller_that_stops_reading_does_not_stall_the_callee_or_its_other_callers(
+    engine_factory: Callable[..., EngineProcess],
+    proxies: Callable[[int], WsProxy],
+    connect: Callable[..., III],
+) -> None:
+    engine = engine_factory(env={"III_STALL_TIMEOUT_MS": "1000"})
+    callee = connect(engine.url)
+
+    async def blob(data: dict[str, Any]) -> str:
+        return "x" * data["size"]
+
+    callee.register_function("hard::blob", blob)
+    healthy = connect(engine.url)
+    assert await healthy.trigger_async({"function_id": "hard::blob", "payload": {"size": 3}}) == "xxx"
+    proxy = proxies(engine.port)
+    stuck = await _raw_worker(proxy.url)
+    try:
+        await _register(stuck, "stuck-caller")
+
+        async def listed() -> bool:
+            rows = await healthy.trigger_async({"function_id": "engine::workers::list", "payload": {}})
+            return "stuck-caller" in _names(rows)
+
+        await wait_for_async(listed, what="stuck caller registered")
+        proxy.pause("engine_to_worker")  # it keeps sending but never reads again
+        for _ in range(200):  # 50 MiB of results owed to a reader that is gone
+            await stuck.send(_invoke("hard::blob", {"size": BIG}))
+        conn = proxy.connections[0]
+        await asyncio.to_thread(
+            proxy.wait_for, lambda: len(conn.frames["worker_to_engine"]) >= 201, 10, "calls sent"
+        )
+        # The callee and its other callers keep going while the engine owes the stuck caller 50 MiB.
+        for i in range(20):
+            started = time.monotonic()
+            request = {"function_id": "hard::blob", "payload": {"size": i}, "timeout_ms": 5000}
+            assert await healthy.trigger_async(request) == "x" * i
+            assert time.monotonic() - started < 1
+
+        # The stuck caller is closed once it makes no progress for the stall timeout.
+        async def gone() -> bool:
+            rows = await healthy.trigger_async({"function_id": "engine::workers::list", "payload": {}})
+            return "stuck-caller" not in _names(rows)
+
+        await wait_for_async(gone, timeout=10, what="stuck caller disconnected by the engine")
+        assert engine.log_path is not None
+        assert "stopped reading" in engine.log_path.read_text(encoding="utf-8")
+        assert callee.get_connection_state() == "connected"
+        assert await healthy.trigger_async({"function_id": "hard::blob", "payload": {"size": 1}}) == "x"
+    finally:
+        proxy.resume()
+        stuck.transport.abort()
+
+
+async def test_a_callee_that_stops_reading_slows_only_its_callers_and_is_closed_when_stuck(
+    engine_factory: Callable[..., EngineProcess],
+    proxies: Callable[[int], WsProxy],
+    connect: Callable[..., III],
+) -> None:
+    engine = engine_factory(env={"III_STALL_TIMEOUT_MS": "1000"})
+    proxy = proxies(engine.port)
+    stuck = connect(proxy.url, keepalive_interval_ms=None)  # only the engine may notice
+    stuck.register_function("hard::sink", lambda data: None)
+    helper = connect(engine.url)
+    helper.register_function("hard::ping", lambda data: "pong")
+    caller, bystander = connect(engine.url), connect(engine.url)
+    assert await caller.trigger_async({"function_id": "hard::sink", "payload": {}}) is None
+    proxy.pause("engine_to_worker")
+    blob = "y" * BIG
+
+    async def call_stuck() -> BaseException | None:
+        request = {"function_id": "hard::sink", "payload": {"blob": blob}, "timeout_ms": 15000}
+        try:
+            await caller.trigger_async(request)
+        except BaseException as exc:
+            return exc
+        return None
+
+    started = time.monotonic()
+    flood = asyncio.gather(*(call_stuck() for _ in range(100)))
+    # Meanwhile the stuck callee costs nobody else anything.
+    for _ in range(10):
+        began = time.monotonic()
+        assert await bystander.trigger_async({"function_id": "hard::ping", "payload": {}}) == "pong"
+        assert time.monotonic() - began < 1
+    outcomes = await asyncio.wait_for(flood, 10)
+    # Closed as stuck after the stall timeout: calls in flight hear invocation_stopped, later ones
+    # function_not_found (its functions went with it, protocol.md §11); none waits for its timeout.
+    assert time.monotonic() - started < 6
+    codes = [getattr(o, "code", repr(o)) for o in outcomes]
+    assert "invocation_stopped" in codes and set(codes) <= {"invocation_stopped", "function_not_found"}, codes
+    assert await caller.trigger_async({"function_id": "hard::ping", "payload": {}}) == "pong"
+    assert engine.log_path is not None
+    assert "stopped reading" in engine.log_path.read_text(encoding="utf-8")
+    proxy.resume()
