@@ -20,7 +20,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from iii_typed.engine import Engine, EngineConfig
 from iii_typed.engine.process import EngineProcess
 
-READY = re.compile(r'^\{"engine": "ws://127\.0\.0\.1:(\d+)"\}$')
+# `engine` first; `http` and `streams` appear when those built-ins run (decisions "Engine command line").
+READY = re.compile(
+    r'^\{"engine": "ws://127\.0\.0\.1:(\d+)"'
+    r'(?:, "http": "http://127\.0\.0\.1:\d+")?(?:, "streams": "ws://127\.0\.0\.1:\d+")?\}$'
+)
 
 
 def _spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -168,7 +172,8 @@ async def test_handshake_negotiates_no_extension(engine):
 
 async def test_in_process_engine():
     async with Engine(EngineConfig(port=0)) as engine:
-        assert list(engine.addresses) == ["engine"]
+        assert next(iter(engine.addresses)) == "engine"
+        assert set(engine.addresses) <= {"engine", "http", "streams"}
         worker = await open_worker(engine.url)
         assert (await worker.result("engine::health::check", {}))["status"] == "healthy"
         closed = asyncio.ensure_future(worker.closed.wait())
