@@ -13,6 +13,7 @@
     log_level = "INFO"
     auth_token = "…"          # optional: every WebSocket upgrade needs `Authorization: Bearer …`
     stall_timeout_ms = 10000  # a worker whose buffer does not drain for this long is closed
+    max_registrations_per_worker = 10000  # functions + trigger types + triggers + services
 
     [state]                   # one table per built-in worker (its ``section``)
     enabled = true            # any built-in may be switched off (mandatory ones ignore it)
@@ -64,6 +65,7 @@ _ENGINE_KEYS: dict[str, type[Any]] = {
     "log_level": str,
     "auth_token": str,
     "stall_timeout_ms": int,
+    "max_registrations_per_worker": int,
 }
 
 
@@ -90,6 +92,8 @@ class EngineConfig:
             authentication; see :mod:`iii_typed.engine.auth`). Never logged.
         stall_timeout_ms: Milliseconds a send may wait for a worker's outbound buffer to drain
             before that worker is closed as stuck (docs/reliability.md).
+        max_registrations_per_worker: Functions, trigger types, triggers and services one
+            connection may register (:mod:`iii_typed.engine.limits`).
         source: The file the configuration came from, if any.
         explicit: ``[engine]`` keys the file set (they are not zeroed by ``port = 0``).
     """
@@ -105,6 +109,7 @@ class EngineConfig:
     log_level: str = "INFO"
     auth_token: str | None = field(default=None, repr=False)
     stall_timeout_ms: int = DEFAULT_STALL_TIMEOUT_MS
+    max_registrations_per_worker: int = 10_000
     source: Path | None = None
     explicit: frozenset[str] = field(default_factory=frozenset, repr=False)
 
@@ -201,6 +206,10 @@ class EngineConfig:
             raise ConfigError(f"namespace_grace_ms must be >= 0, got {self.namespace_grace_ms}")
         if self.stall_timeout_ms <= 0:
             raise ConfigError(f"stall_timeout_ms must be > 0, got {self.stall_timeout_ms}")
+        if self.max_registrations_per_worker <= 0:
+            raise ConfigError(
+                f"max_registrations_per_worker must be > 0, got {self.max_registrations_per_worker}"
+            )
         token = self.auth_token
         if token is not None and (not token.strip() or token != token.strip() or not token.isprintable()):
             raise ConfigError(

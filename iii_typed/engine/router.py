@@ -66,6 +66,7 @@ from .builtins.base import (
     WebSocketRoute,
     parse_input,
 )
+from . import limits
 from .connection import Pending, WorkerConnection, sanitize_text
 from .functions import FunctionEntry, FunctionRegistry
 from .triggers import INVALID_NAMESPACE_MESSAGE, TriggerRegistry
@@ -317,11 +318,18 @@ class Router:
                 conn.id,
                 MAX_MESSAGE_BYTES,
             )
+            text = f"the message is {len(message)} bytes, over the engine's {MAX_MESSAGE_BYTES}-byte limit"
+            await self._refuse(
+                conn, message, "payload_too_large", text + "; send large data through a channel"
+            )
             return
         try:
             frame = codec.decode(message)
         except FrameDecodeError as exc:
             log.warning("dropped a frame from worker %s: %s (the real iii engine drops it too)", conn.id, exc)
+            if exc.reason == "json" and limits.too_deep(str(exc)):
+                text = f"the message nests deeper than the engine's limit of {limits.JSON_DEPTH_LIMIT} levels"
+                await self._refuse(conn, message, "payload_too_deep", text)
             return
         if self._debug:
             log.debug("← %s %s", conn.id, frame.type)
@@ -346,9 +354,57 @@ class Router:
     async def _on_ping(self, conn: WorkerConnection, frame: Ping) -> None:
         await conn.send(codec.encode(Pong(type="pong")))
 
+    async def _refuse(self, conn: WorkerConnection, message: bytes, code: str, text: str) -> None:
+        """Answer an undecodable ``invokefunction`` with ``code`` when its envelope names the call."""
+        reply = limits.refusal(message, code, text)
+        if reply is not None:
+            await conn.send(reply)
+
+    async def _over_limit(self, conn: WorkerConnection, frame: FrameModel) -> bool:
+        """Refuse a registration beyond ``max_registrations_per_worker`` (limits module)."""
+        if not isinstance(frame, (RegisterFunction, RegisterTriggerType, RegisterTrigger, RegisterService)):
+            return False
+        namespace = conn.namespace or DEFAULT_NAMESPACE
+        if isinstance(frame, RegisterTrigger):
+            if frame.id in conn.trigger_ids:
+                return False
+        elif isinstance(frame, RegisterFunction):
+            if (namespace, frame.id) in conn.functions:
+                return False
+        elif isinstance(frame, RegisterTriggerType):
+            if (namespace, frame.id) in conn.trigger_types:
+                return False
+        elif (namespace, frame.id) in conn.services:
+            return False
+        limit = self._config.max_registrations_per_worker
+        count = (
+            len(conn.functions) + len(conn.trigger_types) + len(conn.trigger_ids) + len(conn.services)
+        ) + len(conn.buffer)
+        if count < limit:
+            return False
+        text = (
+            f"{frame.type} {frame.id!r} refused: this worker already has {count} registrations, the "
+            f"engine's limit (engine.max_registrations_per_worker = {limit})"
+        )
+        log.warning("worker %s: %s", conn.id, text)
+        if isinstance(frame, RegisterTrigger):
+            reply = TriggerRegistrationResult(
+                type="triggerregistrationresult",
+                id=frame.id,
+                trigger_type=frame.trigger_type,
+                function_id=frame.function_id,
+                error=ErrorBody(code=limits.LIMIT_EXCEEDED, message=text),
+            )
+            await conn.send(codec.encode(reply))
+        else:
+            await conn.send(limits.limit_error(text))
+        return True
+
     async def _on_registration(self, conn: WorkerConnection, frame: FrameModel) -> None:
         if conn.closing:
             return  # already cleaned up (evicted, or its socket closed): nothing may attach to it
+        if await self._over_limit(conn, frame):
+            return
         if conn.namespace is None or conn.draining:
             conn.buffer.append(frame)
             return

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
+import logging
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import StateRecorder, fast_options
 from websockets.asyncio.client import connect as ws_connect
 
-from iii_typed import III, InvocationError, register_worker
+from iii_typed import III, InvocationError
 from iii_typed.engine.process import EngineProcess
+from iii_typed.protocol.frames import MAX_MESSAGE_BYTES
 from tests.support.waiting import wait_for, wait_for_async
 from tests.support.ws_proxy import WsProxy
 
@@ -152,3 +153,87 @@ async def test_a_callee_that_stops_reading_slows_only_its_callers_and_is_closed_
     assert engine.log_path is not None
     assert "stopped reading" in engine.log_path.read_text(encoding="utf-8")
     proxy.resume()
+
+
+def test_registrations_beyond_the_limit_are_refused_with_a_clear_error(
+    engine_factory: Callable[..., EngineProcess],
+    connect: Callable[..., III],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = tmp_path / "engine.toml"
+    config.write_text("[engine]\nmax_registrations_per_worker = 5\n", encoding="utf-8")
+    engine = engine_factory(config=config)
+    worker = connect(engine.url)
+    for i in range(4):
+        worker.register_function(f"lim::f{i}", lambda data, i=i: i)
+    trigger = worker.register_trigger(
+        {"type": "subscribe", "function_id": "lim::f0", "config": {"topic": "t"}}
+    )
+    with caplog.at_level(logging.WARNING, logger="iii_typed"):
+        worker.register_function("lim::over", lambda data: "over")
+        refused = worker.register_trigger(
+            {"type": "subscribe", "function_id": "lim::f1", "config": {"topic": "t2"}}
+        )
+        error = refused.wait_for_error(5)
+        wait_for(lambda: any("LIMIT_EXCEEDED" in r.getMessage() for r in caplog.records), what="SDK warning")
+    assert error is not None and error.code == "LIMIT_EXCEEDED"
+    assert "max_registrations_per_worker = 5" in error.message
+    assert trigger.status != "failed"
+    with pytest.raises(InvocationError) as missing:
+        worker.trigger({"function_id": "lim::over", "payload": {}})
+    assert missing.value.code == "function_not_found"
+    assert [worker.trigger({"function_id": f"lim::f{i}", "payload": {}}) for i in range(4)] == [0, 1, 2, 3]
+    assert engine.log_path is not None
+    log = engine.log_path.read_text(encoding="utf-8")
+    assert "registerfunction 'lim::over' refused" in log
+    assert worker.get_connection_state() == "connected"  # not fatal
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+async def test_too_deep_and_too_large_calls_are_answered_not_dropped(
+    engine: EngineProcess, connect: Callable[..., III]
+) -> None:
+    iii = connect(engine.url)
+    iii.register_function("lim::echo", lambda data: "ok")
+    # The SDK refuses what it cannot write; what it can write but the engine cannot read is
+    # answered payload_too_deep at once instead of timing out.
+    with pytest.raises(TypeError, match="serialis"):
+        await iii.trigger_async({"function_id": "lim::echo", "payload": _nested(400)})
+    started = time.monotonic()
+    with pytest.raises(InvocationError) as deep:
+        await iii.trigger_async({"function_id": "lim::echo", "payload": _nested(254), "timeout_ms": 10000})
+    assert deep.value.code == "payload_too_deep" and "254 levels" in deep.value.message
+    assert time.monotonic() - started < 2
+    assert await iii.trigger_async({"function_id": "lim::echo", "payload": _nested(200)}) == "ok"
+    # A raw client over the size limit gets payload_too_large (the SDK refuses those locally).
+    ws = await _raw_worker(engine.url)
+    try:
+        invocation_id = str(uuid.uuid4())
+        head = (
+            f'{{"type":"invokefunction","invocation_id":"{invocation_id}","function_id":"lim::echo","data":"'
+        )
+        await ws.send(head.encode() + b"x" * MAX_MESSAGE_BYTES + b'"}', text=True)
+        answer = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        assert answer["invocation_id"] == invocation_id
+        assert answer["error"]["code"] == "payload_too_large" and "channel" in answer["error"]["message"]
+        # A nested invocation_id inside the payload is never taken for the frame's own.
+        nested = json.dumps(
+            {
+                "type": "invokefunction",
+                "function_id": "lim::echo",
+                "data": {"invocation_id": invocation_id, "deep": _nested(300)},
+            }
+        )
+        await ws.send(nested)
+        await ws.send(_invoke("lim::echo", {}))
+        after = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert after.get("result") == "ok"
+    finally:
+        await ws.close()
