@@ -57,16 +57,16 @@ frames are ignored (logged). On ``join`` every ``stream:join`` binding is called
 ``{"unauthorized": true}`` the client gets ``…"event": {"type": "unauthorized"}`` (S05) and no
 subscription; else a ``sync`` frame (S02: the item or ``null`` for an item subscription, the list
 of items for a group) and then every later event (S03, S04), in order. ``leave``, and the socket
-closing, fire ``stream:leave`` for each subscription. A subscriber that falls
-``max_queued_frames`` frames behind is disconnected (close 1008) so it cannot hold the engine's
-memory.
+closing, fire ``stream:leave`` for each subscription. Frames are written to a subscriber's socket at once; one
+that leaves more than ``max_buffered_bytes`` unread is disconnected (close 1008) so it cannot
+hold the engine's memory.
 
 Persistence (decisions "Policies"): in memory without a data folder, else the SQLite file
 ``<data_dir>/streams.sqlite3``. ``engine.toml``::
 
     [streams]
     auth_function = "auth::streams"   # optional, see above
-    max_queued_frames = 10000         # per subscriber connection
+    max_buffered_bytes = 8388608      # unsent bytes a subscriber may hold before it is dropped
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ from typing import Any, ClassVar, Final
 from urllib.parse import parse_qs, unquote
 
 from pydantic import BaseModel, Field
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -121,7 +121,7 @@ STREAM_LEAVE: Final = "stream:leave"
 
 _TRIGGER_FIELDS: Final = {"stream_name": str, "group_id": str, "item_id": str, "condition_function_id": str}
 _PATH_FORM: Final = re.compile(r"^/stream/([^/]+)/([^/]+)(?:/([^/]+))?/?$")
-_DEFAULT_MAX_QUEUED: Final = 10_000
+_DEFAULT_MAX_BUFFERED: Final = 8 * 1024 * 1024
 _CLOSE_TOO_SLOW: Final = 1008
 
 
@@ -275,12 +275,12 @@ def _event_json(event: dict[str, Any]) -> str:
     return f'{{"type":{kind}}}'
 
 
-def _frame(stream: str, group: str, item_id: str | None, event: dict[str, Any], timestamp: int) -> str:
+def _frame(stream: str, group: str, item_id: str | None, event: dict[str, Any], timestamp: int) -> bytes:
     """A server → client frame: keys in struct order, nested values sorted (§6.2, golden S02-S05)."""
     return (
         f'{{"type":"stream","timestamp":{timestamp},"streamName":{_json(stream)},'
         f'"groupId":{_json(group)},"id":{_json(item_id)},"event":{_event_json(event)}}}'
-    )
+    ).encode("utf-8", "surrogatepass")
 
 
 def _now_ms() -> int:
@@ -295,7 +295,7 @@ class _Subscription:
     group: str
     item_id: str | None
     ready: bool = False
-    held: list[str] = field(default_factory=list)
+    held: list[bytes] = field(default_factory=list)
 
     def payload(self) -> dict[str, Any]:
         return {
@@ -308,46 +308,39 @@ class _Subscription:
 
 
 class _Subscriber:
-    """One stream WebSocket: its subscriptions and a bounded queue of outgoing frames."""
+    """One stream WebSocket: its subscriptions; frames are written at once, in order.
 
-    def __init__(self, ws: ServerConnection, context: Any, max_queued: int) -> None:
+    Frames go straight into the socket's write buffer (``websockets``' broadcast path: no task or
+    await per frame). A subscriber whose buffer holds more than ``max_buffered`` bytes unsent is
+    disconnected (close 1008) instead of growing the engine's memory.
+    """
+
+    def __init__(self, ws: ServerConnection, context: Any, max_buffered: int) -> None:
         self.ws = ws
         self.context = context
         self.subscriptions: dict[str, _Subscription] = {}
-        self._queue: list[str] = []
-        self._wake = asyncio.Event()
-        self._max_queued = max_queued
+        self._max_buffered = max_buffered
         self.dropped = False
 
-    def push(self, frame: str) -> None:
+    def push(self, frame: bytes) -> None:
         if self.dropped:
             return
-        if len(self._queue) >= self._max_queued:
+        ws = self.ws
+        transport = ws.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self._max_buffered:
             self.dropped = True
             log.warning(
-                "stream subscriber %s fell %d frames behind: disconnected",
-                self.ws.remote_address,
-                self._max_queued,
+                "stream subscriber %s has over %d bytes unread: disconnected",
+                ws.remote_address,
+                self._max_buffered,
             )
             asyncio.get_running_loop().create_task(
-                self.ws.close(_CLOSE_TOO_SLOW, "subscriber too slow: frames were not read in time")
+                ws.close(_CLOSE_TOO_SLOW, "subscriber too slow: frames were not read in time")
             )
             return
-        self._queue.append(frame)
-        self._wake.set()
-
-    async def pump(self) -> None:
-        """Send the queued frames in order until the socket closes."""
-        ws = self.ws
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                frames, self._queue = self._queue, []
-                for frame in frames:
-                    await ws.send(frame)
-        except ConnectionClosed:
-            return
+        broadcast((ws,), frame, text=True)
 
 
 class StreamsWorker(BuiltinWorker):
@@ -363,14 +356,14 @@ class StreamsWorker(BuiltinWorker):
     def __init__(self, services: EngineServices) -> None:
         super().__init__(services)
         table = services.section(self.section)
-        check_section(self.section, table, {"auth_function": str, "max_queued_frames": int})
+        check_section(self.section, table, {"auth_function": str, "max_buffered_bytes": int})
         self.auth_function: str | None = table.get("auth_function") or None
-        max_queued = table.get("max_queued_frames", _DEFAULT_MAX_QUEUED)
-        if max_queued <= 0:
+        max_buffered = table.get("max_buffered_bytes", _DEFAULT_MAX_BUFFERED)
+        if max_buffered <= 0:
             from ..config import ConfigError
 
-            raise ConfigError(f"[streams] max_queued_frames must be a positive integer, got {max_queued}")
-        self.max_queued: int = max_queued
+            raise ConfigError(f"[streams] max_buffered_bytes must be a positive integer, got {max_buffered}")
+        self.max_buffered: int = max_buffered
         self.url: str | None = None
         self._db: sqlite3.Connection | None = None
         self._seq = 0
@@ -750,8 +743,7 @@ class StreamsWorker(BuiltinWorker):
         return None
 
     async def _serve(self, ws: ServerConnection) -> None:
-        subscriber = _Subscriber(ws, self._contexts.pop(id(ws), None), self.max_queued)
-        pump = asyncio.get_running_loop().create_task(subscriber.pump(), name="stream-subscriber")
+        subscriber = _Subscriber(ws, self._contexts.pop(id(ws), None), self.max_buffered)
         try:
             path = ws.request.path.partition("?")[0] if ws.request is not None else "/"
             match = _PATH_FORM.match(path)
@@ -766,7 +758,6 @@ class StreamsWorker(BuiltinWorker):
         finally:
             for subscription in list(subscriber.subscriptions.values()):
                 self._leave(subscriber, subscription.subscription_id)
-            pump.cancel()
 
     async def _on_message(self, subscriber: _Subscriber, message: str | bytes) -> None:
         try:

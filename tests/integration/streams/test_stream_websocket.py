@@ -235,7 +235,7 @@ async def test_custom_auth_function_context_reaches_join(engine_factory: Any, tm
 
 async def test_a_subscriber_that_stops_reading_is_disconnected(engine_factory: Any, tmp_path: Path) -> None:
     config = tmp_path / "engine.toml"
-    config.write_text("[streams]\nmax_queued_frames = 4\n", encoding="utf-8")
+    config.write_text("[streams]\nmax_buffered_bytes = 1048576\n", encoding="utf-8")
     proc = engine_factory(config=config)
     stream = unique("firehose")
     blob = "x" * (256 * 1024)
