@@ -239,6 +239,25 @@ class Router:
         if not self.stopping:
             self._workers_available("worker_disconnected", conn.id)
 
+    def halt_invocations(self) -> int:
+        """Shutdown: answer every in-flight invocation ``invocation_stopped`` now (§3.6).
+
+        Called before the sockets are closed, so a waiting caller hears why its call ended (the
+        answer is written ahead of the close frame) and engine-originated calls (queue
+        deliveries, HTTP requests) fail at once instead of waiting for a socket to go.
+
+        Returns:
+            The number of invocations halted.
+        """
+        halted = 0
+        for conn in list(self.workers.values()):
+            executing = list(conn.executing.items())
+            conn.executing.clear()
+            for invocation_id, pending in executing:
+                self._stop_pending(invocation_id, pending)
+                halted += 1
+        return halted
+
     def _stop_pending(self, invocation_id: UUID, pending: Pending) -> None:
         """Answer ``invocation_stopped`` for an invocation whose callee went away (§3.6)."""
         future = pending.future

@@ -26,6 +26,7 @@ affected.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from urllib.parse import parse_qs
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from ..protocol.frames import MAX_MESSAGE_BYTES
 from .auth import refuse_unauthorized
@@ -195,13 +197,30 @@ class Engine:
         return self
 
     async def stop(self) -> None:
-        """Close every connection with a close frame (1001), stop the built-ins, end all tasks."""
+        """Stop promptly: answer in-flight invocations ``invocation_stopped``, close every
+        connection with a close frame (1001), stop the built-ins (they persist their state), end
+        all tasks.
+
+        A worker that does not take its close frame within :data:`CLOSE_TIMEOUT` (+1 s) — one that
+        stopped reading — has its TCP connection aborted, so a stuck worker cannot hold up the
+        shutdown.
+        """
         router = self.router
         router.stopping = True
+        halted = router.halt_invocations()
+        if halted:
+            log.info("shutdown: %d in-flight invocation(s) answered invocation_stopped", halted)
         server = self._server
         if server is not None:
             server.close()
-            await server.wait_closed()
+            try:
+                await asyncio.wait_for(asyncio.shield(server.wait_closed()), CLOSE_TIMEOUT + 1)
+            except TimeoutError:
+                stuck = [c for c in server.all_connections if c.protocol.state is not State.CLOSED]
+                log.warning("shutdown: aborting %d connection(s) that did not close in time", len(stuck))
+                for connection in stuck:
+                    connection.transport.abort()
+                await server.wait_closed()
             self._server = None
         await self._stop_builtins()
         await router.cancel_tasks()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -237,3 +238,54 @@ async def test_too_deep_and_too_large_calls_are_answered_not_dropped(
         assert after.get("result") == "ok"
     finally:
         await ws.close()
+
+
+async def test_shutdown_is_prompt_answers_in_flight_calls_and_does_not_wait_for_stuck_workers(
+    engine_factory: Callable[..., EngineProcess],
+    proxies: Callable[[int], WsProxy],
+    connect: Callable[..., III],
+) -> None:
+    engine = engine_factory()
+    release, entered = threading.Event(), threading.Event()
+
+    def slow(data: Any) -> str:
+        entered.set()
+        release.wait(20)
+        return "late"
+
+    async def blob(data: dict[str, Any]) -> str:
+        return "x" * data["size"]
+
+    server = connect(engine.url)
+    server.register_function("sd::slow", slow)
+    server.register_function("sd::blob", blob)
+    caller = connect(engine.url)
+    assert await caller.trigger_async({"function_id": "sd::blob", "payload": {"size": 1}}) == "x"
+    # A worker that stopped reading while the engine owes it 25 MiB: its close frame never gets out.
+    proxy = proxies(engine.port)
+    stuck = await _raw_worker(proxy.url)
+    proxy.pause("engine_to_worker")
+    for _ in range(100):
+        await stuck.send(_invoke("sd::blob", {"size": BIG}))
+    conn = proxy.connections[0]
+    await asyncio.to_thread(proxy.wait_for, lambda: len(conn.frames["worker_to_engine"]) >= 100, 10)
+    in_flight = asyncio.ensure_future(
+        caller.trigger_async({"function_id": "sd::slow", "payload": {}, "timeout_ms": 30000})
+    )
+    try:
+        assert await asyncio.to_thread(entered.wait, 5)  # the call is in flight at the callee
+        started = time.monotonic()
+        code = await asyncio.to_thread(engine.stop, 10)
+        took = time.monotonic() - started
+        assert code == 0 and took < 6, (code, took)
+        with pytest.raises(InvocationError) as stopped:
+            await asyncio.wait_for(in_flight, 2)
+        assert stopped.value.code == "invocation_stopped"
+        assert engine.log_path is not None
+        log = engine.log_path.read_text(encoding="utf-8")
+        assert "in-flight invocation(s) answered invocation_stopped" in log
+        assert "aborting 1 connection(s)" in log
+    finally:
+        release.set()
+        proxy.resume()
+        stuck.transport.abort()
