@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from reliability_support import KEEPALIVE_BOUND_S
 from websockets.asyncio.client import connect as ws_connect
 
 from iii_typed import III, InvocationError
@@ -289,3 +293,66 @@ async def test_shutdown_is_prompt_answers_in_flight_calls_and_does_not_wait_for_
         release.set()
         proxy.resume()
         stuck.transport.abort()
+
+
+@pytest.mark.parametrize("how", ["reset", "blackhole"])
+async def test_calls_to_a_worker_that_vanished_fail_with_invocation_stopped(
+    engine: EngineProcess,
+    proxies: Callable[[int], WsProxy],
+    connect: Callable[..., III],
+    how: str,
+) -> None:
+    """A callee whose socket is reset goes at once; one behind a dead path is noticed by its own
+    keepalive, and its reattach makes the engine retire the old connection (protocol.md §3.6)."""
+    proxy = proxies(engine.port)
+    release, entered = threading.Event(), threading.Event()
+    function_id = f"gone::{how}"
+
+    def slow(data: Any) -> str:
+        entered.set()
+        release.wait(20)
+        return "late"
+
+    callee = connect(proxy.url)
+    callee.register_function(function_id, slow)
+    caller = connect(engine.url)
+    call = asyncio.ensure_future(
+        caller.trigger_async({"function_id": function_id, "payload": {}, "timeout_ms": 30000})
+    )
+    try:
+        assert await asyncio.to_thread(entered.wait, 5)
+        started = time.monotonic()
+        if how == "reset":
+            proxy.reset("both")
+        else:
+            proxy.blackhole("both")
+        with pytest.raises(InvocationError) as stopped:
+            await asyncio.wait_for(call, 5)
+        assert stopped.value.code == "invocation_stopped" and stopped.value.message == "Invocation stopped"
+        assert time.monotonic() - started < (0.5 if how == "reset" else KEEPALIVE_BOUND_S + 1)
+    finally:
+        release.set()
+
+
+def test_the_engine_binds_the_loopback_interface_by_default(tmp_path: Path) -> None:
+    """decisions "Engine command line": defaults bind 127.0.0.1 only (no --host given)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iii_typed.engine", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        hosts = {urlsplit(url).hostname for url in ready.values()}
+        assert hosts == {"127.0.0.1"}, ready
+        port = urlsplit(ready["engine"]).port
+        listening = subprocess.run(["ss", "-Htln", f"sport = :{port}"], capture_output=True, text=True)
+        if listening.returncode == 0:
+            assert all("127.0.0.1:" in line for line in listening.stdout.splitlines() if line.strip())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
