@@ -62,6 +62,7 @@ from .protocol.frames import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
     from ._loop import LoopThread
+    from .client import III
     from .options import InitOptions
 
 __all__ = [
@@ -136,13 +137,17 @@ class _Endpoint:
 
     _direction: Literal["read", "write"]
 
-    def __init__(self, factory: ChannelFactory, ref: StreamChannelRef) -> None:
-        if ref.direction != self._direction:
+    def __init__(self, client: III | ChannelFactory, ref: StreamChannelRef | dict[str, Any]) -> None:
+        factory = client if isinstance(client, ChannelFactory) else getattr(client, "_channels", None)
+        if not isinstance(factory, ChannelFactory):
+            raise TypeError(f"{type(self).__name__} needs an iii client, not {type(client).__name__}")
+        model = ref if isinstance(ref, StreamChannelRef) else StreamChannelRef.model_validate(ref)
+        if model.direction != self._direction:
             raise ValueError(
-                f"a {type(self).__name__} needs a {self._direction!r} ref, got {ref.direction!r}"
+                f"a {type(self).__name__} needs a {self._direction!r} ref, got {model.direction!r}"
             )
         self._factory = factory
-        self._ref = ref
+        self._ref = model
         self._ws: ClientConnection | None = None
         self._opening: asyncio.Task[ClientConnection] | None = None
         self._closed = False
@@ -278,7 +283,8 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 class ChannelWriter(_Endpoint):
     """The write side of a channel.
 
-    Obtained from :attr:`Channel.writer` or as a resolved ref in a handler's payload. Writes block
+    Obtained from :attr:`Channel.writer`, as a resolved ref in a handler's payload, or built from
+    a ref with ``ChannelWriter(iii, ref)`` (``ref`` a :class:`StreamChannelRef` or its dict). Writes block
     (or await) while the channel's buffer is full. Use it as a context manager (``with`` /
     ``async with``) to close it at the end.
     """
@@ -288,6 +294,8 @@ class ChannelWriter(_Endpoint):
     async def _write(self, data: bytes | bytearray | memoryview) -> None:
         ws = await self._socket()
         view = memoryview(data).cast("B")
+        if not view:
+            return
         try:
             if len(view) <= CHUNK_BYTES:
                 await ws.send(view)
@@ -408,6 +416,9 @@ _Step = tuple[list[str], bytes | None]
 class ChannelReader(_Endpoint):
     """The read side of a channel.
 
+    Obtained from :attr:`Channel.reader`, as a resolved ref in a handler's payload, or built from
+    a ref with ``ChannelReader(iii, ref)`` (e.g. a ref returned in a function's result).
+
     Iterate it (``async for chunk in reader`` / ``for chunk in reader``) to receive the binary
     chunks in order; text frames go, in order with the chunks, to the callbacks registered with
     :meth:`on_message`, called by the iterating code before it receives the next chunk.
@@ -417,8 +428,8 @@ class ChannelReader(_Endpoint):
 
     _direction = "read"
 
-    def __init__(self, factory: ChannelFactory, ref: StreamChannelRef) -> None:
-        super().__init__(factory, ref)
+    def __init__(self, client: III | ChannelFactory, ref: StreamChannelRef | dict[str, Any]) -> None:
+        super().__init__(client, ref)
         self._callbacks: list[Callable[[str], Any]] = []
         self._done = False
 

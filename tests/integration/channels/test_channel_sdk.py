@@ -15,6 +15,7 @@ from iii_typed import Channel, ChannelReader, ChannelWriter, IIIError, Invocatio
 from iii_typed.channels import StreamChannelRef
 from iii_typed.engine.process import EngineProcess
 from tests.integration.channels.channel_support import client, unique
+from tests.support.waiting import wait_for
 
 
 class Job(BaseModel):
@@ -247,7 +248,9 @@ def test_channel_and_ref_types(engine: EngineProcess) -> None:
         assert channel.reader.ref == channel.reader_ref
         assert channel.channel_id in repr(channel.writer)
         with pytest.raises(ValueError, match="needs a 'read' ref"):
-            ChannelReader(iii._channels, channel.writer_ref)
+            ChannelReader(iii, channel.writer_ref)
+        with pytest.raises(TypeError, match="needs an iii client"):
+            ChannelWriter(object(), channel.writer_ref)  # type: ignore[arg-type]
         done = threading.Event()
 
         def close_later() -> None:
@@ -261,3 +264,102 @@ def test_channel_and_ref_types(engine: EngineProcess) -> None:
             assert reader.read_all() == b"ctx"
         thread.join()
         assert done.is_set()
+
+
+def test_streamed_results_with_cancelled_readers_leave_nothing_behind(engine: EngineProcess) -> None:
+    """cases.md B21's workload on the channel side: 100 invocations each return a reader ref fed
+    by a task; the caller cancels 10 reads midway. Every other stream arrives whole, the cancelled
+    readers close cleanly, and the engine forgets all 100 channels."""
+    outcomes: list[str] = []
+
+    with client(engine.url) as worker, client(engine.url) as caller:
+        name = unique("sdk::streamer")
+        pumps: set[asyncio.Task[None]] = set()
+
+        release = threading.Event()
+
+        async def streamer(data: dict[str, Any]) -> dict[str, Any]:
+            channel = await worker.create_channel_async()
+            held = data["n"] % 10 == 3  # these streams stop after one chunk until `release`
+
+            async def pump() -> None:
+                try:
+                    for index in range(5):
+                        await channel.writer.write_async(str(index).encode())
+                        if held and index == 0:
+                            await asyncio.to_thread(release.wait, 20)
+                    await channel.writer.close_async()
+                    outcomes.append("ok")
+                except IIIError as exc:
+                    outcomes.append(str(exc))
+
+            task = asyncio.get_running_loop().create_task(pump())
+            pumps.add(task)
+            task.add_done_callback(pumps.discard)
+            return {"channel": channel.reader_ref}
+
+        worker.register_function(name, streamer)
+
+        async def one(index: int) -> tuple[str, bytes | None]:
+            result = await caller.trigger_async({"function_id": name, "payload": {"n": index}})
+            reader = ChannelReader(caller, result["channel"])
+            if index % 10 == 3:
+                assert await anext(aiter(reader)) == b"0"
+                reading = asyncio.ensure_future(reader.read_all_async())  # blocks: the pump is held
+                done, _ = await asyncio.wait({reading}, timeout=0.05)
+                assert not done
+                reading.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reading
+                await reader.close_async()
+                return result["channel"]["channel_id"], None
+            return result["channel"]["channel_id"], await reader.read_all_async()
+
+        results = asyncio.run(_gather(one(i) for i in range(100)))
+        release.set()
+        assert sum(1 for _, data in results if data is None) == 10
+        assert all(data == b"01234" for _, data in results if data is not None)
+        ids = {channel_id for channel_id, _ in results}
+
+        def forgotten() -> bool:
+            listed = caller.trigger({"function_id": "engine::channels::list", "payload": {}})
+            return not ids & {row["channel_id"] for row in listed["channels"]}
+
+        wait_for(forgotten, timeout=10, what="all 100 channels forgotten")
+        wait_for(lambda: len(outcomes) == 100, timeout=10, what="every pump finished")
+        assert outcomes.count("ok") == 90
+        failures = [outcome for outcome in outcomes if outcome != "ok"]
+        assert len(failures) == 10 and all("went away" in failure for failure in failures), failures
+
+
+async def _gather(coros: Any) -> list[Any]:
+    return list(await asyncio.gather(*coros))
+
+
+def test_http_control_frames_are_c02_and_c03(engine: EngineProcess) -> None:
+    from iii_typed.http_response import StreamingResponse
+
+    with client(engine.url) as iii:
+        channel = iii.create_channel()
+        texts: list[str] = []
+        channel.reader.on_message(texts.append)
+        with StreamingResponse(channel.writer) as out:
+            out.set_status(201)
+            out.set_headers({"x": "y"})
+            out.write("body")
+        assert channel.reader.read_all() == b"body"
+        assert texts == [
+            '{"type":"set_status","status_code":201}',
+            '{"type":"set_headers","headers":{"x":"y"}}',
+        ]
+
+
+def test_shutting_down_mid_stream_breaks_the_stream_for_the_reader(engine: EngineProcess) -> None:
+    with client(engine.url) as reader_client:
+        channel = reader_client.create_channel()
+        with client(engine.url) as writer_client:
+            writer = ChannelWriter(writer_client, channel.writer_ref)
+            writer.write(b"partial")
+        # the writer's client shut down without closing the channel
+        with pytest.raises(IIIError, match="without closing"):
+            channel.reader.read_all()
