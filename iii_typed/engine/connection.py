@@ -98,9 +98,10 @@ class Pending:
         traceparent: The request's trace context, echoed to the caller.
         baggage: The request's baggage, echoed to the caller.
         future: Completed with the result for engine-originated calls, else ``None``.
+        token: What the invocation observer returned when the call started (telemetry), if any.
     """
 
-    __slots__ = ("baggage", "caller", "function_id", "future", "traceparent")
+    __slots__ = ("baggage", "caller", "function_id", "future", "token", "traceparent")
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class Pending:
         self.traceparent = traceparent
         self.baggage = baggage
         self.future = future
+        self.token: object = None
 
 
 class WorkerConnection:

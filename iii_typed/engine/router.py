@@ -61,9 +61,12 @@ from .builtins.base import (
     HealthComponent,
     HttpFunctionInvoker,
     HttpFunctionValidator,
+    InvocationObserver,
+    TelemetryConnectionListener,
     TelemetrySink,
     TriggerBinding,
     WebSocketRoute,
+    WorkerMetricsSource,
     parse_input,
 )
 from . import limits
@@ -136,6 +139,9 @@ class Router:
         self.health_probes: dict[str, Callable[[], HealthComponent]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._telemetry_sink: TelemetrySink | None = None
+        self._telemetry_listener: TelemetryConnectionListener | None = None
+        self._observer: InvocationObserver | None = None
+        self._worker_metrics: WorkerMetricsSource | None = None
         self._http_invoker: HttpFunctionInvoker | None = None
         self._http_validator: HttpFunctionValidator | None = None
         self._disconnect_callbacks: list[Callable[[str], None]] = []
@@ -196,6 +202,9 @@ class Router:
         )
         await conn.send(codec.encode(frame))
         log.info("worker %s connected from %s", conn.id, conn.ip_address)
+        observer = self._observer
+        if observer is not None:
+            observer.worker_connected(conn.id)
         self._workers_available("worker_connected", conn.id)
         return conn
 
@@ -260,6 +269,7 @@ class Router:
 
     def _stop_pending(self, invocation_id: UUID, pending: Pending) -> None:
         """Answer ``invocation_stopped`` for an invocation whose callee went away (§3.6)."""
+        self._finished(pending, "invocation_stopped")
         future = pending.future
         if future is not None:
             if not future.done():
@@ -370,6 +380,65 @@ class Router:
         except Exception:
             log.exception("telemetry sink failed")
 
+    def telemetry_connection(self, opened: bool) -> None:
+        """A ``/otel`` socket opened (``True``) or closed (``False``)."""
+        listener = self._telemetry_listener
+        if listener is not None:
+            try:
+                listener(opened)
+            except Exception:
+                log.exception("telemetry connection listener failed")
+
+    # -- invocation observer (telemetry) -----------------------------------------------------
+    def _started(
+        self,
+        function_id: str,
+        namespace: str,
+        kind: str,
+        caller: str | None,
+        callee: str | None,
+        traceparent: str | None,
+        baggage: str | None,
+    ) -> object:
+        observer = self._observer
+        if observer is None:
+            return None
+        try:
+            return observer.invocation_started(
+                function_id,
+                namespace,
+                kind=kind,
+                caller_worker_id=caller,
+                callee_worker_id=callee,
+                traceparent=traceparent,
+                baggage=baggage,
+            )
+        except Exception:
+            log.exception("invocation observer failed")
+            return None
+
+    def _finished(self, pending: Pending | None, error_code: str | None, token: object = None) -> None:
+        if pending is not None:
+            token, pending.token = pending.token, None
+        observer = self._observer
+        if token is None or observer is None:
+            return
+        try:
+            observer.invocation_finished(token, error_code)
+        except Exception:
+            log.exception("invocation observer failed")
+
+    def worker_metrics(self, worker_id: str) -> Mapping[str, Any] | None:
+        """The latest resource metrics ``worker_id`` reported (``latest_metrics``), if any."""
+        source = self._worker_metrics
+        if source is None:
+            return None
+        try:
+            return source(worker_id)
+        except Exception:
+            log.exception("worker metrics source failed")
+            return None
+
     async def _on_ping(self, conn: WorkerConnection, frame: Ping) -> None:
         await conn.send(codec.encode(Pong(type="pong")))
 
@@ -474,7 +543,11 @@ class Router:
             log.warning(
                 "invocation id %s reused while still in flight; the earlier call is dropped", invocation_id
             )
-        executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
+        pending = executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
+        if self._observer is not None:
+            pending.token = self._started(
+                function_id, namespace, "worker", conn.id, callee.id, frame.traceparent, frame.baggage
+            )
         fields = frame.__pydantic_fields_set__
         fields.discard("action")
         fields.discard("namespace")
@@ -485,8 +558,9 @@ class Router:
         if frame.baggage is None:
             fields.discard("baggage")
         if not await callee.send(codec.encode(frame)):
-            pending = callee.executing.pop(invocation_id, None)
-            if pending is not None and caller is not None:
+            lost = callee.executing.pop(invocation_id, None)
+            self._finished(lost, "invocation_stopped")
+            if lost is not None and caller is not None:
                 await self._reply_error(conn, frame, "invocation_stopped", _STOPPED)
 
     def _lookup(self, namespace: str, function_id: str) -> FunctionEntry | None:
@@ -504,6 +578,8 @@ class Router:
 
     async def _on_result(self, conn: WorkerConnection, frame: InvocationResult) -> None:
         pending = conn.executing.pop(frame.invocation_id, None)
+        if pending is not None and pending.token is not None:
+            self._finished(pending, frame.error.code if frame.error is not None else None)
         if pending is None:
             if self._debug:
                 log.debug(
@@ -577,6 +653,17 @@ class Router:
         """Run a built-in (or HTTP-invoked) function for a worker and answer it."""
         error: ErrorBody | None = None
         value: Any = None
+        token = None
+        if self._observer is not None:
+            token = self._started(
+                frame.function_id,
+                entry.namespace,
+                "builtin" if entry.builtin is not None else "http",
+                conn.id,
+                None,
+                frame.traceparent,
+                frame.baggage,
+            )
         try:
             value = await self._call_in_process(
                 entry,
@@ -598,6 +685,8 @@ class Router:
         except Exception as exc:
             log.exception("built-in function %s failed", frame.function_id)
             error = ErrorBody(code="invocation_failed", message=str(exc) or type(exc).__name__)
+        if token is not None:
+            self._finished(None, error.code if error is not None else None, token)
         if invocation_id is None:
             return
         result = InvocationResult(
@@ -904,21 +993,39 @@ class Router:
                 baggage=baggage,
                 services=self,
             )
+            token = None
+            if self._observer is not None:
+                kind = "builtin" if entry.builtin is not None else "http"
+                token = self._started(function_id, namespace, kind, None, None, traceparent, baggage)
+            error_code: str | None = "invocation_failed"
             try:
                 coro = self._call_in_process(entry, data, ctx)
                 value = await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
+                error_code = None
             except BuiltinError as exc:
+                error_code = exc.code
                 raise InvocationError(exc.code, exc.message, function_id=function_id) from None
+            except InvocationError as exc:
+                error_code = exc.code
+                raise
             except TimeoutError:
+                error_code = "TIMEOUT"
                 raise InvocationError(
                     "TIMEOUT",
                     f"invocation timed out after {int((timeout or 0) * 1000)}ms",
                     function_id=function_id,
                 ) from None
+            finally:
+                if token is not None:
+                    self._finished(None, error_code, token)
             return None if value is JSON_NULL else value
         invocation_id = uuid4()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        callee.executing[invocation_id] = Pending(None, function_id, future=future)
+        pending = callee.executing[invocation_id] = Pending(None, function_id, future=future)
+        if self._observer is not None:
+            pending.token = self._started(
+                function_id, namespace, "worker", None, callee.id, traceparent, baggage
+            )
         frame = InvokeFunction(
             type="invokefunction", invocation_id=invocation_id, function_id=function_id, data=data
         )
@@ -929,7 +1036,7 @@ class Router:
         if baggage is not None:
             frame.baggage = baggage
         if not await callee.send(codec.encode(frame)):
-            callee.executing.pop(invocation_id, None)
+            self._finished(callee.executing.pop(invocation_id, None), "invocation_stopped")
             raise InvocationError("invocation_stopped", _STOPPED, function_id=function_id)
         try:
             if timeout is None:
@@ -937,13 +1044,13 @@ class Router:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                callee.executing.pop(invocation_id, None)
+                self._finished(callee.executing.pop(invocation_id, None), "TIMEOUT")
                 raise InvocationError(
                     "TIMEOUT", f"invocation timed out after {int(timeout * 1000)}ms", function_id=function_id
                 ) from None
         finally:
             if not future.done():
-                callee.executing.pop(invocation_id, None)
+                self._finished(callee.executing.pop(invocation_id, None), "cancelled")
 
     async def check_condition(self, binding: TriggerBinding, payload: Any) -> bool:
         """Run ``condition_function_id`` (§6 "Trigger firing"): exactly ``false`` or an error skips."""
@@ -1020,9 +1127,20 @@ class Router:
         """Serve an extra WebSocket route on the worker port."""
         self.ws_routes.append(route)
 
-    def set_telemetry_sink(self, sink: TelemetrySink) -> None:
-        """Receive telemetry frames instead of dropping them."""
+    def set_telemetry_sink(
+        self, sink: TelemetrySink, on_connection: TelemetryConnectionListener | None = None
+    ) -> None:
+        """Receive telemetry frames instead of dropping them (and hear ``/otel`` sockets)."""
         self._telemetry_sink = sink
+        self._telemetry_listener = on_connection
+
+    def set_invocation_observer(self, observer: InvocationObserver) -> None:
+        """Hear about every invocation's start and end (engine-side telemetry)."""
+        self._observer = observer
+
+    def set_worker_metrics_source(self, source: WorkerMetricsSource) -> None:
+        """Provide ``latest_metrics`` of ``engine::workers::info``."""
+        self._worker_metrics = source
 
     def set_http_function_invoker(
         self, invoker: HttpFunctionInvoker, validator: HttpFunctionValidator | None = None

@@ -305,6 +305,7 @@ class Engine:
 
     async def _serve_otel(self, ws: ServerConnection) -> None:
         router = self.router
+        router.telemetry_connection(True)
         try:
             while True:
                 message = await ws.recv()
@@ -316,3 +317,5 @@ class Engine:
                     log.warning("dropped a %d-byte /otel frame with an unknown prefix", len(message))
         except ConnectionClosed:
             return
+        finally:
+            router.telemetry_connection(False)

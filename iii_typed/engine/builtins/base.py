@@ -62,10 +62,13 @@ __all__ = [
     "HealthComponent",
     "HttpFunctionInvoker",
     "HttpFunctionValidator",
+    "InvocationObserver",
+    "TelemetryConnectionListener",
     "TelemetrySink",
     "TriggerBinding",
     "TriggerRegistrationError",
     "WebSocketRoute",
+    "WorkerMetricsSource",
     "deserialization_message",
     "parse_input",
 ]
@@ -283,6 +286,49 @@ class WebSocketRoute:
 #: ``b"LOGS"`` and ``payload`` the bytes after that prefix (protocol.md §8).
 TelemetrySink = Callable[[bytes, bytes], None]
 
+#: ``listener(opened)`` hears each ``/otel`` socket open (``True``) and close (``False``).
+TelemetryConnectionListener = Callable[[bool], None]
+
+#: ``source(worker_id) -> WorkerMetrics | None``: the latest resource metrics a worker reported
+#: (``engine::workers::info.worker.latest_metrics``, protocol.md §7).
+WorkerMetricsSource = Callable[[str], Mapping[str, Any] | None]
+
+
+class InvocationObserver(Protocol):
+    """Hears about every invocation the engine routes (engine-side telemetry, protocol.md §7-§8).
+
+    Called on the engine loop; both methods must be quick and must not raise.
+    """
+
+    def invocation_started(
+        self,
+        function_id: str,
+        namespace: str,
+        *,
+        kind: str,
+        caller_worker_id: str | None,
+        callee_worker_id: str | None,
+        traceparent: str | None,
+        baggage: str | None,
+    ) -> object:
+        """An invocation starts. ``kind`` is ``worker`` (routed to a worker), ``builtin`` or
+        ``http`` (HTTP-invoked); ``caller_worker_id`` is ``None`` for engine-originated calls.
+
+        Returns:
+            A token handed back to :meth:`invocation_finished`.
+        """
+        ...
+
+    def invocation_finished(self, token: object, error_code: str | None) -> None:
+        """The invocation ended: ``error_code`` is ``None`` on success, else the error's code
+        (``invocation_stopped`` when its worker went away, ``TIMEOUT``…)."""
+        ...
+
+    def worker_connected(self, worker_id: str) -> None:
+        """A worker socket was accepted on ``/`` (its disconnect: ``on_worker_disconnected``)."""
+        ...
+
+
 #: ``async invoker(function, data, metadata) -> result`` for HTTP-invoked functions (protocol.md §6.7);
 #: ``function`` is the registration's ``invocation`` object as a dict plus ``function_id``.
 HttpFunctionInvoker = Callable[[Mapping[str, Any], Any, Any], Awaitable[Any]]
@@ -404,8 +450,19 @@ class EngineServices(Protocol):
         """Serve an extra WebSocket route on the worker port (e.g. ``/ws/channels/``)."""
         ...
 
-    def set_telemetry_sink(self, sink: TelemetrySink) -> None:
-        """Receive the telemetry frames of ``/`` and ``/otel`` (dropped by default)."""
+    def set_telemetry_sink(
+        self, sink: TelemetrySink, on_connection: TelemetryConnectionListener | None = None
+    ) -> None:
+        """Receive the telemetry frames of ``/`` and ``/otel`` (dropped by default), and hear
+        ``/otel`` sockets open and close through ``on_connection``."""
+        ...
+
+    def set_invocation_observer(self, observer: InvocationObserver) -> None:
+        """Hear about every invocation (start and end); one observer (the telemetry built-in)."""
+        ...
+
+    def set_worker_metrics_source(self, source: WorkerMetricsSource) -> None:
+        """Provide ``latest_metrics`` of ``engine::workers::info`` (protocol.md §7)."""
         ...
 
     def set_http_function_invoker(

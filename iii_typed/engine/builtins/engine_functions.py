@@ -491,6 +491,9 @@ class EngineFunctions(BuiltinWorker):
             pid = conn.info.get("pid")
             if pid is not None:
                 detail["pid"] = pid
+            latest = router.worker_metrics(conn.id)
+            if latest is not None:
+                detail["latest_metrics"] = latest
             functions = [entry for entry in router.functions if entry.owner is conn]
             types = [entry for entry in router.triggers.types.values() if entry.provider is conn]
             bindings = [b for b in router.triggers.bindings.values() if b.owner_worker_id == conn.id]
