@@ -21,6 +21,7 @@ from .errors import (
     RegistrationRejectedError,
     ResponseValidationError,
 )
+from .logger import Logger
 from .models import (
     EnqueueResult,
     HttpAuthApiKey,
@@ -63,6 +64,7 @@ __all__ = [
     "InvocationContext",
     "InvocationError",
     "InvocationTimeoutError",
+    "Logger",
     "OtelConfig",
     "ReconnectionConfig",
     "RegisterFunctionFormat",

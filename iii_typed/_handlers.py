@@ -18,7 +18,7 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from pydantic import BaseModel, ValidationError
@@ -31,6 +31,7 @@ from .formats import first_parameter_annotation, unresolved_hints
 from .protocol.frames import MAX_MESSAGE_BYTES, ErrorBody, InvocationResult, InvokeFunction
 
 __all__ = [
+    "HandlerScope",
     "HandlerSpec",
     "build_error_result",
     "invocation_context",
@@ -111,6 +112,28 @@ def _metadata_mode(fn: Callable[..., Any]) -> Literal["positional", "keyword"] |
     return None
 
 
+class HandlerScope(Protocol):
+    """What a telemetry scope around a handler run offers (``iii_typed.telemetry``, protocol.md §4.5).
+
+    The caller enters the scope (starting the span and making it current) around
+    :func:`run_sync`/:func:`run_async`, which report the outcome to it and put its
+    ``traceparent`` on the ``invocationresult``.
+    """
+
+    @property
+    def traceparent(self) -> str | None:
+        """The handler span's W3C ``traceparent``."""
+        ...
+
+    def failed(self, exc: BaseException) -> None:
+        """The handler (or its input validation) failed with ``exc``."""
+        ...
+
+    def succeeded(self, value: Any) -> None:
+        """The handler returned ``value``."""
+        ...
+
+
 def transform_incoming_payload(data: Any, channels: ChannelFactory | None = None) -> Any:
     """The seam every incoming payload passes through before validation and the handler call.
 
@@ -166,17 +189,23 @@ def _arguments(spec: HandlerSpec, data: Any, metadata: Any) -> tuple[tuple[Any, 
 
 
 def build_error_result(
-    function_id: str, invocation_id: UUID, code: str, message: str, stacktrace: str | None = None
+    function_id: str,
+    invocation_id: UUID,
+    code: str,
+    message: str,
+    stacktrace: str | None = None,
+    traceparent: str | None = None,
 ) -> bytes:
-    """An ``invocationresult`` frame carrying ``error`` (protocol.md §2.9)."""
+    """An ``invocationresult`` frame carrying ``error`` (and ``traceparent`` when given; §2.9)."""
     error = ErrorBody(code=code, message=message)
     if stacktrace is not None:
         error.stacktrace = stacktrace
-    return encode_frame(
-        InvocationResult(
-            type="invocationresult", invocation_id=invocation_id, function_id=function_id, error=error
-        )
+    frame = InvocationResult(
+        type="invocationresult", invocation_id=invocation_id, function_id=function_id, error=error
     )
+    if traceparent is not None:
+        frame.traceparent = traceparent
+    return encode_frame(frame)
 
 
 def _exception_message(exc: BaseException) -> str:
@@ -185,10 +214,12 @@ def _exception_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"  # KeyboardInterrupt, SystemExit: keep the kind visible
 
 
-def _result_frame(function_id: str, invocation_id: UUID, value: Any) -> bytes:
+def _result_frame(function_id: str, invocation_id: UUID, value: Any, traceparent: str | None = None) -> bytes:
     frame = InvocationResult(
         type="invocationresult", invocation_id=invocation_id, function_id=function_id, result=value
     )
+    if traceparent is not None:
+        frame.traceparent = traceparent
     try:
         data = encode_frame(frame)
     except (PydanticSerializationError, ValueError, TypeError) as exc:
@@ -197,30 +228,48 @@ def _result_frame(function_id: str, invocation_id: UUID, value: Any) -> bytes:
             invocation_id,
             "invocation_failed",
             f"result of {function_id!r} is not JSON-serialisable: {exc}",
+            traceparent=traceparent,
         )
     if len(data) > MAX_MESSAGE_BYTES:
         err = too_large_error(len(data), f"the result of {function_id!r}", function_id)
-        return build_error_result(function_id, invocation_id, err.code, err.message)
+        return build_error_result(function_id, invocation_id, err.code, err.message, traceparent=traceparent)
     return data
 
 
-def _failure_frame(spec: HandlerSpec, frame: InvokeFunction, exc: BaseException) -> bytes | None:
+def _failure_frame(
+    spec: HandlerSpec, frame: InvokeFunction, exc: BaseException, scope: HandlerScope | None = None
+) -> bytes | None:
+    traceparent = None
+    if scope is not None:
+        scope.failed(exc)
+        traceparent = scope.traceparent
     if isinstance(exc, _HandlerInputError):
         log.warning("invocation of %r refused: %s", spec.function_id, exc)
         if frame.invocation_id is None:
             return None
-        return build_error_result(spec.function_id, frame.invocation_id, "invocation_failed", str(exc))
+        return build_error_result(
+            spec.function_id, frame.invocation_id, "invocation_failed", str(exc), traceparent=traceparent
+        )
     log.error("handler of %r raised %s", spec.function_id, type(exc).__name__, exc_info=exc)
     if frame.invocation_id is None:
         return None
     stack = "".join(traceback.format_exception(exc))
     return build_error_result(
-        spec.function_id, frame.invocation_id, "invocation_failed", _exception_message(exc), stack
+        spec.function_id,
+        frame.invocation_id,
+        "invocation_failed",
+        _exception_message(exc),
+        stack,
+        traceparent,
     )
 
 
 def run_sync(
-    spec: HandlerSpec, frame: InvokeFunction, data: Any, await_on_loop: Callable[[Any], Any]
+    spec: HandlerSpec,
+    frame: InvokeFunction,
+    data: Any,
+    await_on_loop: Callable[[Any], Any],
+    scope: HandlerScope | None = None,
 ) -> bytes | None:
     """Run a sync handler on the current (handler) thread.
 
@@ -230,6 +279,8 @@ def run_sync(
         data: The transformed payload.
         await_on_loop: Runs an awaitable on the SDK loop and returns its result (used when a
             "sync" callable returns an awaitable).
+        scope: The telemetry scope the caller entered around this run, if any: it is told the
+            outcome, and its ``traceparent`` goes on the result frame (protocol.md §2.9).
 
     Returns:
         The encoded ``invocationresult``, or ``None`` when no result is wanted.
@@ -241,15 +292,27 @@ def run_sync(
         if inspect.isawaitable(value):
             value = await_on_loop(value)
     except BaseException as exc:
-        return _failure_frame(spec, frame, exc)
+        return _failure_frame(spec, frame, exc, scope)
     finally:
         _context._leave(token)
+    return _success_frame(spec, frame, value, scope)
+
+
+def _success_frame(
+    spec: HandlerSpec, frame: InvokeFunction, value: Any, scope: HandlerScope | None
+) -> bytes | None:
+    traceparent = None
+    if scope is not None:
+        scope.succeeded(value)
+        traceparent = scope.traceparent
     if frame.invocation_id is None:
         return None
-    return _result_frame(spec.function_id, frame.invocation_id, value)
+    return _result_frame(spec.function_id, frame.invocation_id, value, traceparent)
 
 
-async def run_async(spec: HandlerSpec, frame: InvokeFunction, data: Any) -> bytes | None:
+async def run_async(
+    spec: HandlerSpec, frame: InvokeFunction, data: Any, scope: HandlerScope | None = None
+) -> bytes | None:
     """Run an async handler on the SDK loop; same contract as :func:`run_sync`."""
     token = _context._enter(invocation_context(frame))
     try:
@@ -258,9 +321,7 @@ async def run_async(spec: HandlerSpec, frame: InvokeFunction, data: Any) -> byte
         if inspect.isawaitable(value):
             value = await value
     except Exception as exc:
-        return _failure_frame(spec, frame, exc)
+        return _failure_frame(spec, frame, exc, scope)
     finally:
         _context._leave(token)
-    if frame.invocation_id is None:
-        return None
-    return _result_frame(spec.function_id, frame.invocation_id, value)
+    return _success_frame(spec, frame, value, scope)

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from . import _handlers
-from ._connection import Connection
+from ._connection import Connection, build_headers
 from ._handlers import HandlerSpec, build_error_result, validation_message
 from ._loop import HandlerThreads, LoopThread
 from ._wire import check_size, encode_frame, find_unserialisable
@@ -88,6 +88,7 @@ from .protocol.frames import (
     WorkerRegistered,
 )
 from .streams import IStream, register_stream
+from .telemetry import client_telemetry
 
 __all__ = [
     "CONNECT_BUDGET_S",
@@ -369,6 +370,10 @@ class III:
         self._threads = HandlerThreads()
         self._loop = LoopThread()
         self._channels = ChannelFactory(self._address, self._options, self._loop)
+        # OpenTelemetry (protocol.md §8; iii_typed.telemetry): None when OTEL_ENABLED=false
+        self._telemetry = client_telemetry(
+            self._options, self._address, build_headers(self._options), self._loop.loop
+        )
         self._conn = Connection(self._address, self._options, _Hooks(self))
         self._conn.add_listener(self._on_state)
         self._last_tick = time.monotonic()
@@ -799,6 +804,12 @@ class III:
         namespace = self._call_namespace(req.function_id, req.namespace)
         if namespace is not None:
             fields["namespace"] = namespace
+        if self._telemetry is not None:  # the caller's trace context (protocol.md §4.5)
+            traceparent, baggage = self._telemetry.outgoing()
+            if traceparent is not None:
+                fields["traceparent"] = traceparent
+            if baggage is not None:
+                fields["baggage"] = baggage
         frame = InvokeFunction.model_validate(fields)
         try:
             data = encode_frame(frame)
@@ -1033,6 +1044,8 @@ class III:
             self._conn.reattach_token = frame.reattach_token
             self._conn.engine_features = frame.features
             log.debug("engine assigned worker id %s", frame.worker_id)
+            if self._telemetry is not None:
+                self._telemetry.worker_registered(frame.worker_id)
         elif isinstance(frame, RegistrationRejected):
             self._on_rejected(frame)
         elif isinstance(frame, ErrorFrame):
@@ -1112,7 +1125,12 @@ class III:
                 log.debug("invocation of %r after shutdown ignored", frame.function_id)
 
     async def _run_async_handler(self, spec: HandlerSpec, frame: InvokeFunction, data: Any) -> None:
-        out = await _handlers.run_async(spec, frame, data)
+        telemetry = self._telemetry
+        if telemetry is None:
+            out = await _handlers.run_async(spec, frame, data)
+        else:  # the span is entered and left in this task (cases.md B21)
+            with telemetry.handler_scope(frame, data) as scope:
+                out = await _handlers.run_async(spec, frame, data, scope)
         stalled = time.monotonic() - self._last_tick
         if stalled > STALL_WARNING_S + _TICK_S:
             # No watchdog tick ran while this handler's last step did: it blocked the loop.
@@ -1141,7 +1159,12 @@ class III:
             asyncio.get_running_loop().call_later(_TICK_S, self._watchdog_tick)
 
     def _run_sync_handler(self, spec: HandlerSpec, frame: InvokeFunction, data: Any) -> None:
-        out = _handlers.run_sync(spec, frame, data, self._await_on_loop)
+        telemetry = self._telemetry
+        if telemetry is None:
+            out = _handlers.run_sync(spec, frame, data, self._await_on_loop)
+        else:  # the span is entered and left on this handler thread (cases.md B21)
+            with telemetry.handler_scope(frame, data) as scope:
+                out = _handlers.run_sync(spec, frame, data, self._await_on_loop, scope)
         if out is not None:
             self._loop.call_soon(self._send_soon, out)
 
@@ -1316,6 +1339,8 @@ class III:
         finally:
             self._loop.stop()
             self._threads.shutdown()
+            if self._telemetry is not None:
+                self._telemetry.close()
         log.info("iii worker %r shut down", self._worker_name)
 
     async def shutdown_async(self) -> None:
@@ -1327,10 +1352,15 @@ class III:
                 await self._loop.run_async(self._shutdown_on_loop())
         finally:
             self._threads.shutdown()
+            telemetry = self._telemetry
             if self._loop.on_loop_thread():
                 self._loop.loop.call_soon(self._loop.loop.stop)
+                if telemetry is not None:  # its flush may wait: not on this loop
+                    threading.Thread(target=telemetry.close, name="iii-otel-close", daemon=True).start()
             else:
                 await asyncio.to_thread(self._loop.stop)
+                if telemetry is not None:
+                    await asyncio.to_thread(telemetry.close)
 
     def _atexit(self) -> None:
         try:

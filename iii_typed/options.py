@@ -81,15 +81,23 @@ class ReconnectionConfig:
 
 @dataclass
 class OtelConfig:
-    """OpenTelemetry settings (carried for the telemetry layer; every seed and 0.25 field).
+    """OpenTelemetry settings (every seed and 0.25 field; protocol.md §8.3, ``docs/telemetry.md``).
 
     ``None`` values mean "use the environment or the default" as documented for each field:
-    ``enabled`` (``OTEL_ENABLED``, default on), ``service_name`` (``OTEL_SERVICE_NAME``,
-    ``iii-python-sdk``), ``service_version`` (``SERVICE_VERSION``, ``unknown``),
-    ``service_namespace`` (``SERVICE_NAMESPACE``), ``service_instance_id``
-    (``SERVICE_INSTANCE_ID``, a random UUID), ``engine_ws_url`` (the worker's address),
-    ``spans_flush_interval_ms`` (100), ``logs_enabled`` (on), ``logs_flush_interval_ms`` (100),
-    ``logs_batch_size`` (1), ``engine_ws_headers`` (the worker's headers).
+    ``enabled`` (``OTEL_ENABLED`` = ``false``/``0``/``no``/``off`` disables; default on),
+    ``service_name`` (``OTEL_SERVICE_NAME``, ``iii-python-sdk``), ``service_version``
+    (``SERVICE_VERSION``, ``unknown``), ``service_namespace`` (``SERVICE_NAMESPACE``),
+    ``service_instance_id`` (``SERVICE_INSTANCE_ID``, a random UUID), ``engine_ws_url`` (the
+    worker's address, ``/otel`` appended), ``spans_flush_interval_ms``
+    (``OTEL_SPANS_FLUSH_INTERVAL_MS``, 100), ``logs_enabled`` (on), ``logs_flush_interval_ms``
+    (``OTEL_LOGS_FLUSH_INTERVAL_MS``, 100), ``logs_batch_size`` (``OTEL_LOGS_BATCH_SIZE``, 1),
+    ``engine_ws_headers`` (the worker's handshake headers; ``{}`` sends none).
+    ``fetch_instrumentation_enabled`` traces ``urllib`` requests (``OTEL_FETCH_IGNORE_URLS``
+    lists URL parts to skip); ``metrics_enabled`` and ``metrics_export_interval_ms`` (default
+    60 000) govern metrics.
+
+    Raises:
+        ValueError: an interval or the batch size is not a positive integer.
     """
 
     enabled: bool | None = None
@@ -106,6 +114,21 @@ class OtelConfig:
     metrics_enabled: bool = True
     metrics_export_interval_ms: int = 60000
     engine_ws_headers: dict[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "spans_flush_interval_ms",
+            "logs_flush_interval_ms",
+            "logs_batch_size",
+            "metrics_export_interval_ms",
+        ):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"OtelConfig.{name} must be a positive integer, not {value!r}")
+        if self.engine_ws_headers is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.engine_ws_headers.items()
+        ):
+            raise TypeError("OtelConfig.engine_ws_headers must map str to str")
 
 
 @dataclass
@@ -136,10 +159,13 @@ class InitOptions:
         worker_description: Description reported to the engine.
         namespace: Namespace of this worker (default ``III_NAMESPACE``, then none = ``default``);
             blank is a ``ValueError``.
-        enable_metrics_reporting: Seed field, carried for the telemetry layer.
+        enable_metrics_reporting: Report this worker's resource gauges (CPU, memory, event-loop
+            lag, uptime) so ``engine::workers::info`` shows ``latest_metrics`` (default on; needs
+            telemetry and ``OtelConfig.metrics_enabled``).
         invocation_timeout_ms: Default timeout of ``trigger`` in ms (default 30 000).
         reconnection_config: Reconnection policy (a dict of its fields is accepted).
-        otel: OpenTelemetry settings (a dict of its fields is accepted).
+        otel: OpenTelemetry settings (a dict of its fields is accepted); telemetry is on unless
+            ``enabled=False`` or ``OTEL_ENABLED=false``.
         headers: Extra HTTP headers of the WebSocket handshake. ``Authorization: Bearer
             $III_TOKEN`` is added when ``III_TOKEN`` is set and no Authorization header is given.
         telemetry: Telemetry metadata reported to the engine.

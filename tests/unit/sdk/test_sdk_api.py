@@ -64,6 +64,7 @@ EXPECTED_ALL = {
     "Channel",
     "ChannelReader",
     "ChannelWriter",
+    "Logger",
     # the types user code needs to annotate what these return or receive
     "HttpAuthConfig",
     "TriggerConfig",
