@@ -39,6 +39,10 @@ def test_a_worker_with_the_token_from_iii_token_connects(
     iii.register_function("auth::echo", lambda data: data)
     assert iii.trigger({"function_id": "auth::echo", "payload": [1]}) == [1]
     assert proxy.connections[0].request_headers["authorization"] == f"Bearer {TOKEN}"
+    channel = iii.create_channel()  # its sockets carry the token too
+    channel.writer.write(b"through the channel")
+    channel.writer.close()
+    assert channel.reader.read_all() == b"through the channel"
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
@@ -86,18 +90,21 @@ def test_b14_failed_state_is_reported_once_and_calls_raise_at_once(
         client.shutdown()
 
 
-async def test_otel_and_channel_sockets_require_the_token_too(secured: EngineProcess) -> None:
+async def test_otel_channel_and_stream_sockets_require_the_token_too(secured: EngineProcess) -> None:
     good = {"Authorization": f"Bearer {TOKEN}"}
-    for path in ("/", "/otel", "/ws/channels/0b4e8a1c?key=k&dir=read", "/nowhere"):
+    urls = [secured.url + p for p in ("/", "/otel", "/ws/channels/0b4e8a1c?key=k&dir=read", "/nowhere")]
+    urls.append(secured.streams_url + "/")  # the stream listener of the streams built-in
+    for url in urls:
         with pytest.raises(InvalidStatus) as refused:
-            await ws_connect(secured.url + path, compression=None)
-        assert refused.value.response.status_code == 401, path
+            await ws_connect(url, compression=None)
+        assert refused.value.response.status_code == 401, url
         with pytest.raises(InvalidStatus) as wrong:
-            await ws_connect(secured.url + path, additional_headers={"Authorization": "Bearer x"})
-        assert wrong.value.response.status_code == 401, path
-    async with ws_connect(secured.url + "/otel", additional_headers=good, compression=None) as ws:
-        await ws.send(b"OTLP{}")
-        await ws.ping()
+            await ws_connect(url, additional_headers={"Authorization": "Bearer x"})
+        assert wrong.value.response.status_code == 401, url
+    for url in (secured.url + "/otel", secured.streams_url + "/"):
+        async with ws_connect(url, additional_headers=good, compression=None) as ws:
+            await ws.send(b"OTLP{}")
+            await ws.ping()
     with pytest.raises(InvalidStatus) as unknown:
         await ws_connect(secured.url + "/ws/channels/0b4e8a1c?key=k&dir=read", additional_headers=good)
     assert unknown.value.response.status_code == 404  # authenticated: the channel itself is unknown

@@ -90,6 +90,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ...errors import InvocationError
+from ..auth import refuse_unauthorized
 from ._settings import check_section, check_trigger_config
 from ._sqlite import dumps, loads, open_database
 from ._update_ops import MISSING, UpdateOp, apply_update_ops
@@ -718,6 +719,9 @@ class StreamsWorker(BuiltinWorker):
 
     # -- the WebSocket API ---------------------------------------------------------------------
     async def _process_request(self, ws: ServerConnection, request: Request) -> Response | None:
+        denied = refuse_unauthorized(self.services.config, ws, request)  # engine token (auth.py)
+        if denied is not None:
+            return denied
         path, _, query = request.path.partition("?")
         if path != "/" and _PATH_FORM.match(path) is None:
             return ws.respond(404, "Not Found\n")
