@@ -2,7 +2,9 @@
 responses (``set_status`` / ``set_headers`` + chunks, server-sent events) — protocol.md §5, §6.6.
 
 Handlers run on the official ``iii`` client (its ``ChannelReader`` / ``ChannelWriter`` speak the
-channel sockets); our SDK drives the catalog calls (route readiness, ``engine::channels::list``).
+channel sockets) and on our SDK (``iii_typed.http_response``); our SDK also drives the catalog
+calls (route readiness, ``engine::channels::list``). A raw WebSocket worker checks the exact
+``invokefunction`` frame against golden frame E07.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from support.waiting import wait_for_async
 
 from iii_typed import III, InitOptions, register_worker
 from iii_typed.engine.process import EngineProcess
+from iii_typed.http_response import HttpRequest, HttpResponse, StreamingResponse
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 iii = pytest.importorskip("iii")
@@ -419,3 +422,67 @@ async def test_invokefunction_frame_matches_e07_and_h01_answers(stream_engine, o
         assert reply.status == 201
         assert reply.headers["Content-Type"] == "application/json"
         assert reply.json() == h01["body"]
+
+
+# -- the same with our SDK (iii_typed.http_response) ---------------------------------------------------------
+async def test_b10_with_our_sdk_sync_handler(stream_engine, ours, route, session):
+    def echo(req: HttpRequest) -> HttpResponse:
+        assert req.request_body is not None
+        raw = req.request_body.read_all()  # a sync handler runs on its own thread
+        return HttpResponse(body={"len": len(raw), "parsed": req.body, "raw": raw.decode()})
+
+    path = unique("/ours-echo")
+    await route(echo, "POST", path, client=ours)
+    url = stream_engine.http_url + path
+    for kwargs, expected in (
+        (
+            {"data": b'{"a":1}', "headers": {"Content-Type": "application/json"}},
+            {"len": 7, "parsed": {"a": 1}},
+        ),
+        ({"data": b"hello", "headers": {"Content-Type": "text/plain"}}, {"len": 5, "parsed": None}),
+        ({}, {"len": 0, "parsed": None}),
+    ):
+        started = time.monotonic()
+        reply = await fetch(session, "POST", url, **kwargs)
+        assert time.monotonic() - started < 1.0
+        assert reply.status == 200, reply
+        body = reply.json()
+        assert {"len": body["len"], "parsed": body["parsed"]} == expected
+        assert body["raw"] == kwargs.get("data", b"").decode()
+    await no_http_channels_left(ours)
+
+
+async def test_streamed_response_and_events_with_our_sdk(stream_engine, ours, route, session):
+    acknowledged = threading.Event()
+
+    async def export(req: HttpRequest) -> None:
+        assert req.response is not None
+        async with StreamingResponse(req.response) as out:
+            await out.set_status_async(201)
+            await out.set_headers_async({"Content-Type": "text/plain", "X-Rows": "3"})
+            for index in range(3):
+                await out.write_async(f"line {index}\n")
+
+    async def ticks(req: HttpRequest) -> None:
+        assert req.response is not None
+        async with StreamingResponse(req.response) as out:
+            await out.start_events_async()
+            await out.send_event_async({"n": 1}, event="tick")
+            seen = await asyncio.to_thread(acknowledged.wait, 10)
+            await out.send_event_async({"n": 2 if seen else -1}, event="tick")
+
+    export_path = unique("/ours-export")
+    ticks_path = unique("/ours-ticks")
+    await route(export, "GET", export_path, client=ours)
+    await route(ticks, "GET", ticks_path, client=ours)
+    reply = await fetch(session, "GET", stream_engine.http_url + export_path)
+    assert (reply.status, reply.headers["X-Rows"], reply.body) == (201, "3", b"line 0\nline 1\nline 2\n")
+    async with session.get(
+        stream_engine.http_url + ticks_path, timeout=aiohttp.ClientTimeout(total=20)
+    ) as response:
+        assert response.headers["Content-Type"] == "text/event-stream"
+        first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 5)
+        assert first == b'event: tick\ndata: {"n":1}\n\n'
+        acknowledged.set()
+        assert await asyncio.wait_for(response.content.read(), 5) == b'event: tick\ndata: {"n":2}\n\n'
+    await no_http_channels_left(ours)
