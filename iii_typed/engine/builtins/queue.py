@@ -638,6 +638,8 @@ class QueueWorker(BuiltinWorker):
 
     def _dispatch(self, lane: _Lane) -> float | None:
         """Start what can start now; return when to look again (``None``: wait for an event)."""
+        if self._stopping or getattr(self.services, "stopping", False):
+            return None  # the engine is shutting down: start nothing (no attempt is spent)
         if lane.kind == "topic" and not lane.subscribers:
             return None  # no live subscription: messages wait
         settings = lane.settings
