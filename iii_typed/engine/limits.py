@@ -5,10 +5,11 @@ docs/reliability.md "Limits").
   ``invokefunction`` is answered ``payload_too_large`` when its envelope can be read (below);
   other oversized frames are dropped with a WARNING. Over 128 MiB the connection is closed with
   1009 (``iii_typed.engine.server``).
-* **Nesting depth**: the JSON parser accepts :data:`JSON_DEPTH_LIMIT` levels for the whole frame
-  (the frame object counts as one, so a payload may nest 253 levels; the real engine's serde_json
-  stops at 128). A deeper ``invokefunction`` is answered ``payload_too_deep``; the iii-typed SDK
-  already refuses such payloads before sending (pydantic's serializer stops at the same depth).
+* **Nesting depth**: the JSON parser (pydantic-core) accepts about :data:`JSON_DEPTH_LIMIT` levels
+  for the whole frame, the frame object included: a payload nested up to 199 levels always
+  decodes (the real engine's serde_json stops at 128). A deeper ``invokefunction`` is answered
+  ``payload_too_deep``. The iii-typed SDK refuses payloads deeper than 254 levels before sending
+  (pydantic's serializer limit); between the two the engine's answer is the error.
 * **Registrations**: at most ``[engine] max_registrations_per_worker`` (default
   :data:`DEFAULT_MAX_REGISTRATIONS`) functions, trigger types, triggers and services per
   connection, counting those still buffered before ``engine::workers::register``. Re-registering
@@ -41,8 +42,9 @@ __all__ = [
     "too_deep",
 ]
 
-#: Nesting levels the frame decoder accepts for a whole frame (pydantic-core's JSON parser).
-JSON_DEPTH_LIMIT: Final = 254
+#: Nesting levels the frame decoder accepts for a whole frame (pydantic-core's JSON parser; arrays
+#: may go one level further).
+JSON_DEPTH_LIMIT: Final = 200
 #: Default of ``[engine] max_registrations_per_worker``.
 DEFAULT_MAX_REGISTRATIONS: Final = 10_000
 #: Error code of a refused registration.
