@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+    from ._span import HandlerSpan
+
 try:  # orjson is optional (the ``fast`` extra)
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the installed extras
@@ -86,10 +88,24 @@ def any_value(value: Any) -> dict[str, Any]:
 
 
 def key_values(attributes: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """OTLP ``KeyValue`` list of an attribute mapping."""
+    """OTLP ``KeyValue`` list of an attribute mapping (common scalar types first: hot path)."""
     if not attributes:
         return []
-    return [{"key": str(key), "value": any_value(value)} for key, value in attributes.items()]
+    out = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            encoded: dict[str, Any] = {"stringValue": value}
+        elif kind is bool:
+            encoded = {"boolValue": value}
+        elif kind is int:
+            encoded = {"intValue": str(value)}
+        elif kind is float:
+            encoded = {"doubleValue": value}
+        else:
+            encoded = any_value(value)
+        out.append({"key": key if type(key) is str else str(key), "value": encoded})
+    return out
 
 
 def _resource(resource: Resource | None) -> dict[str, Any]:
@@ -158,9 +174,57 @@ def _span(span: ReadableSpan) -> dict[str, Any]:
     return out
 
 
-def encode_spans(spans: Sequence[ReadableSpan]) -> bytes:
-    """``{"resourceSpans": [...]}`` for finished spans (without the ``OTLP`` prefix)."""
-    groups = _group((span.resource, span.instrumentation_scope, _span(span)) for span in spans)
+def _handler_span(span: HandlerSpan) -> dict[str, Any]:
+    context = span.get_span_context()
+    out: dict[str, Any] = {
+        "traceId": f"{context.trace_id:032x}",
+        "spanId": f"{context.span_id:016x}",
+        "name": span.name,
+        "kind": span.kind.value,
+        "startTimeUnixNano": str(span.start_time),
+        "endTimeUnixNano": str(span.end_time or span.start_time),
+        "attributes": key_values(span.attributes),
+        "events": [
+            {"timeUnixNano": str(stamp), "name": name, "attributes": key_values(attributes)}
+            for name, attributes, stamp in span.events
+        ],
+        "links": [
+            {
+                "traceId": f"{linked.trace_id:032x}",
+                "spanId": f"{linked.span_id:016x}",
+                "attributes": key_values(attributes),
+            }
+            for linked, attributes in span.links
+        ],
+        "status": {"code": span.status_code.value, "message": span.status_message},
+    }
+    parent = span.parent
+    if parent is not None:
+        out["parentSpanId"] = f"{parent.span_id:016x}"
+    out["flags"] = int(context.trace_flags)
+    return out
+
+
+def encode_spans(
+    spans: Sequence[ReadableSpan | HandlerSpan],
+    resource: Resource | None = None,
+    scope: InstrumentationScope | None = None,
+) -> bytes:
+    """``{"resourceSpans": [...]}`` for finished spans (without the ``OTLP`` prefix).
+
+    Args:
+        spans: SDK spans (``ReadableSpan``) and :class:`~._span.HandlerSpan` objects.
+        resource: Resource of the handler spans (SDK spans carry their own).
+        scope: Instrumentation scope of the handler spans.
+    """
+    from ._span import HandlerSpan
+
+    groups = _group(
+        (resource, scope, _handler_span(span))
+        if isinstance(span, HandlerSpan)
+        else (span.resource, span.instrumentation_scope, _span(span))
+        for span in spans
+    )
     return dumps(
         {
             "resourceSpans": [

@@ -48,13 +48,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
 
 from . import _state
 from ._config import ResolvedOtel
 from ._payload import capture
 from ._resources import GAUGES, ProcessSampler
 from ._sender import OtelSender
+from ._span import HandlerSpan
 
 if TYPE_CHECKING:
     import asyncio
@@ -87,6 +88,7 @@ LOGGER_SCOPE: Final = "iii.logger"
 #: Instrumentation scope of the SDK's own exported log records.
 _SDK_LOG_SCOPE: Final = "iii_typed"
 _BAGGAGE = W3CBaggagePropagator()
+_EMPTY = Context()
 
 #: ``level name -> (severity number, severity text)`` (OpenTelemetry log data model).
 _SEVERITIES: Final = {
@@ -309,6 +311,10 @@ class TelemetryHub:
         if config.service_namespace:
             attributes["service.namespace"] = config.service_namespace
         self.resource = Resource.create(attributes)
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+        #: Instrumentation scope of the handler spans.
+        self.scope = InstrumentationScope(TRACER_SCOPE, _sdk_version())
         self.sender: OtelSender | None = None
         self.clients: list[ClientTelemetry] = []
         self._lock = threading.RLock()
@@ -424,6 +430,8 @@ class TelemetryHub:
                     logs_batch_size=config.logs_batch_size,
                     metrics_interval_ms=config.metrics_export_interval_ms if config.metrics_enabled else None,
                     collect_metrics=self.collect_metrics if self.meter_provider is not None else None,
+                    resource=self.resource,
+                    scope=self.scope,
                 )
 
     def detach(self, client: ClientTelemetry, flush_timeout: float = 1.0) -> None:
@@ -435,6 +443,12 @@ class TelemetryHub:
                 return
             sender, self.sender = self.sender, None
         sender.stop(flush_timeout)
+
+    def offer_span(self, span: HandlerSpan) -> None:
+        """A handler span ended: hand it to the sender (dropped when none runs)."""
+        sender = self.sender
+        if sender is not None:
+            sender.offer_span(span)
 
     @property
     def logs_active(self) -> bool:
@@ -494,28 +508,36 @@ class HandlerScope:
         self._data = data
         self._token: object = None
         self._done = False
-        self.span: Any = None
+        self.span: HandlerSpan | None = None
 
     def __enter__(self) -> HandlerScope:
         frame = self._frame
-        parent = Context()
+        parent = _EMPTY
         remote = parse_traceparent(frame.traceparent)
-        if remote is not None:
-            parent = trace.set_span_in_context(NonRecordingSpan(remote), parent)
-        if frame.baggage:
-            parent = _BAGGAGE.extract({"baggage": frame.baggage}, context=parent)
         attributes: dict[str, Any] = {"iii.function.id": frame.function_id}
         if frame.invocation_id is not None:
             attributes["iii.invocation.id"] = str(frame.invocation_id)
-        span = self._owner.hub.tracer.start_span(
-            f"execute {frame.function_id}", context=parent, kind=SpanKind.INTERNAL, attributes=attributes
+        if frame.baggage:  # baggage travels on, and its entries become span attributes
+            parent = _BAGGAGE.extract({"baggage": frame.baggage}, context=parent)
+            for key, value in otel_baggage.get_all(parent).items():
+                attributes.setdefault(str(key), str(value))
+        recording = remote is None or remote.trace_flags.sampled
+        owner = self._owner
+        span = HandlerSpan(
+            f"execute {frame.function_id}", remote, attributes, owner.hub.offer_span, recording
         )
         self.span = span
         self._token = otel_context.attach(trace.set_span_in_context(span, parent))
-        config = self._owner.config
-        if config.payloads and span.is_recording():
+        config = owner.config
+        if config.payloads and recording:
             text, cut = capture(self._data, config.payload_max_bytes)
-            span.add_event("iii.invocation.input", {"iii.payload.json": text, "iii.payload.truncated": cut})
+            span.events.append(
+                (
+                    "iii.invocation.input",
+                    {"iii.payload.json": text, "iii.payload.truncated": cut},
+                    time.time_ns(),
+                )
+            )
         return self
 
     @property
@@ -535,9 +557,12 @@ class HandlerScope:
         config = self._owner.config
         if config.payloads:
             text, cut = capture({"error": str(exc) or type(exc).__name__}, config.payload_max_bytes)
-            span.add_event(
-                "iii.invocation.output",
-                {"iii.payload.json": text, "iii.payload.truncated": cut, "iii.payload.ok": False},
+            span.events.append(
+                (
+                    "iii.invocation.output",
+                    {"iii.payload.json": text, "iii.payload.truncated": cut, "iii.payload.ok": False},
+                    time.time_ns(),
+                )
             )
 
     def succeeded(self, value: Any) -> None:
@@ -546,13 +571,16 @@ class HandlerScope:
         self._done = True
         if span is None or not span.is_recording():
             return
-        span.set_status(Status(StatusCode.OK))
+        span.set_status(StatusCode.OK)
         config = self._owner.config
         if config.payloads:
             text, cut = capture(value, config.payload_max_bytes)
-            span.add_event(
-                "iii.invocation.output",
-                {"iii.payload.json": text, "iii.payload.truncated": cut, "iii.payload.ok": True},
+            span.events.append(
+                (
+                    "iii.invocation.output",
+                    {"iii.payload.json": text, "iii.payload.truncated": cut, "iii.payload.ok": True},
+                    time.time_ns(),
+                )
             )
 
     def __exit__(

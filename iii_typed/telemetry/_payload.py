@@ -12,6 +12,7 @@ that the JSON is incomplete; the whole result is at most ``max_bytes`` bytes.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -44,12 +45,16 @@ SENSITIVE_PARTS: Final = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_sensitive(key: str) -> bool:
-    """Whether values under ``key`` are redacted."""
+    """Whether values under ``key`` are redacted (cached: keys repeat from call to call)."""
     lowered = key.lower()
     if lowered == "token" or lowered.endswith(("_token", "-token")):
         return True
     return any(part in lowered for part in SENSITIVE_PARTS)
+
+
+_CONTAINERS: Final = (dict, list, tuple)
 
 
 def redact(value: Any) -> Any:
@@ -64,15 +69,27 @@ def redact(value: Any) -> Any:
 
 
 def _needs_redaction(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` holds a sensitive key anywhere (concrete types first: this runs on every
+    captured payload)."""
     if depth > 64:
         return True
+    kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is str and is_sensitive(key):
+                return True
+            if type(item) in _CONTAINERS and _needs_redaction(item, depth + 1):
+                return True
+        return False
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 - a plain loop: faster than any() with a generator
+            if type(item) in _CONTAINERS and _needs_redaction(item, depth + 1):
+                return True
+        return False
     if isinstance(value, Mapping):
-        return any(
-            (isinstance(k, str) and is_sensitive(k)) or _needs_redaction(v, depth + 1)
-            for k, v in value.items()
-        )
+        return _needs_redaction(dict(value), depth)
     if isinstance(value, list | tuple):
-        return any(_needs_redaction(item, depth + 1) for item in value)
+        return _needs_redaction(list(value), depth)
     return False
 
 

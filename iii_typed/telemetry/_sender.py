@@ -65,6 +65,8 @@ class OtelSender:
         logs_batch_size: Log records per ``LOGS`` frame.
         metrics_interval_ms: Metrics collection interval, ms (``None``: no metrics).
         collect_metrics: Returns one encoded ``MTRC`` payload, or ``None`` when there is nothing.
+        resource: Resource of the handler spans (:class:`~._span.HandlerSpan`).
+        scope: Instrumentation scope of the handler spans.
     """
 
     def __init__(
@@ -78,6 +80,8 @@ class OtelSender:
         logs_batch_size: int,
         metrics_interval_ms: int | None,
         collect_metrics: Callable[[], bytes | None] | None,
+        resource: Any = None,
+        scope: Any = None,
     ) -> None:
         self.url = url
         self._headers = dict(headers)
@@ -87,6 +91,8 @@ class OtelSender:
         self._logs_batch = max(1, logs_batch_size)
         self._metrics_interval = metrics_interval_ms / 1000 if metrics_interval_ms else None
         self._collect_metrics = collect_metrics
+        self._resource = resource
+        self._scope = scope
         self._spans: collections.deque[Any] = collections.deque()
         self._logs: collections.deque[Any] = collections.deque()
         self._frames: collections.deque[bytes] = collections.deque()
@@ -241,7 +247,7 @@ class OtelSender:
             while spans and len(batch) < MAX_SPANS_PER_FRAME:
                 batch.append(spans.popleft())
             try:
-                payload = encode_spans(batch)
+                payload = encode_spans(batch, self._resource, self._scope)
             except Exception:
                 self._counters["encode_errors"] += 1
                 log.exception("could not encode %d spans; dropped", len(batch))

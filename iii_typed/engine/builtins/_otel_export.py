@@ -258,7 +258,7 @@ class OtlpExporter:
                         "resource": _resource(service),
                         "scopeSpans": [{"scope": {"name": "iii"}, "spans": [_span(s) for s in group]}],
                     }
-                    for service, group in _by_service(spans, lambda s: s.record["service_name"]).items()
+                    for service, group in _by_service(spans, lambda s: s.service_name).items()
                 ]
             }
             if await self._post("/v1/traces", body):

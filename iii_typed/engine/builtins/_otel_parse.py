@@ -66,6 +66,15 @@ _STATUS_TEXT: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE
 _SEVERITY_TEXT: Final = ((21, "FATAL"), (17, "ERROR"), (13, "WARN"), (9, "INFO"), (5, "DEBUG"), (1, "TRACE"))
 
 
+def _dumps(value: Any) -> bytes:
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(value)
+        except TypeError:
+            pass
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
 def loads(payload: bytes) -> Any:
     """Parse JSON bytes.
 
@@ -126,7 +135,7 @@ def _hex_id(value: Any, size: int) -> str | None:
 
 def any_value(value: Any) -> Any:
     """The Python value of an OTLP ``AnyValue`` (already-plain values pass through)."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         return value
     if "stringValue" in value:
         return value["stringValue"]
@@ -158,14 +167,17 @@ def any_value(value: Any) -> Any:
 
 def attributes_dict(raw: Any) -> dict[str, Any]:
     """``{key: value}`` from an OTLP ``KeyValue`` list (or an already-plain object)."""
+    if type(raw) is list:
+        out: dict[str, Any] = {}
+        for item in raw:
+            if type(item) is dict:
+                key = item.get("key")
+                if type(key) is str:
+                    out[key] = any_value(item.get("value"))
+        return out
     if isinstance(raw, Mapping):
         return {str(k): any_value(v) for k, v in raw.items()}
-    out: dict[str, Any] = {}
-    if isinstance(raw, list):
-        for item in raw:
-            if isinstance(item, Mapping) and isinstance(item.get("key"), str):
-                out[item["key"]] = any_value(item.get("value"))
-    return out
+    return {}
 
 
 def _pairs(raw: Any) -> list[list[Any]]:
@@ -192,37 +204,174 @@ def _list(container: Mapping[str, Any], *keys: str) -> list[Any]:
     return []
 
 
-@dataclass(slots=True)
 class ParsedSpan:
-    """A ``StoredSpan`` (``record``, protocol.md §7) plus what the store filters and exports on.
+    """A stored span: the fields the store filters and indexes on, and its ``StoredSpan`` record.
+
+    Ingestion reads only what indexing needs (ids, name, times, status, service, kind, whether it
+    is internal); the rest of the span is kept as the worker sent it, as compact JSON bytes, and
+    converted when a query reads :attr:`record` (protocol.md §7 ``StoredSpan``, keys sorted).
+    Bytes rather than parsed objects: ten thousand stored spans would otherwise be hundreds of
+    thousands of objects for the garbage collector to walk on every full collection, which
+    doubled the ingestion cost.
 
     Attributes:
-        record: The ``StoredSpan`` object, keys sorted.
         kind: OTLP kind number (0 unspecified, 1 internal, 2 server, 3 client, 4 producer,
             5 consumer).
         internal: Engine-internal span (``iii.internal`` attribute).
         size: Approximate bytes (what ``hot_bytes`` sums).
     """
 
-    record: dict[str, Any]
-    kind: int
-    internal: bool
-    size: int
+    __slots__ = (
+        "_raw",
+        "_record",
+        "end",
+        "internal",
+        "kind",
+        "name",
+        "parent_span_id",
+        "scope",
+        "service_name",
+        "size",
+        "span_id",
+        "start",
+        "status",
+        "status_description",
+        "trace_id",
+    )
 
-    @property
-    def trace_id(self) -> str:
-        """The span's trace id."""
-        return str(self.record["trace_id"])
+    def __init__(
+        self,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent_span_id: str | None,
+        name: str,
+        start: int,
+        end: int,
+        status: str,
+        status_description: str | None,
+        service_name: str,
+        scope: tuple[str | None, str | None],
+        kind: int,
+        internal: bool,
+        size: int,
+        raw: bytes | None = None,
+        record: dict[str, Any] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+        self.name = name
+        self.start = start
+        self.end = end
+        self.status = status
+        self.status_description = status_description
+        self.service_name = service_name
+        self.scope = scope
+        self.kind = kind
+        self.internal = internal
+        self.size = size
+        self._raw = raw
+        self._record = record
 
-    @property
-    def start(self) -> int:
-        """Start time, Unix ns."""
-        return int(self.record["start_time_unix_nano"])
+    @classmethod
+    def from_record(cls, record: dict[str, Any], kind: int, internal: bool, size: int) -> ParsedSpan:
+        """Wrap an already-built ``StoredSpan`` (engine spans, spans loaded from SQLite)."""
+        return cls(
+            trace_id=record["trace_id"],
+            span_id=record["span_id"],
+            parent_span_id=record.get("parent_span_id"),
+            name=record.get("name", ""),
+            start=int(record.get("start_time_unix_nano", 0)),
+            end=int(record.get("end_time_unix_nano", 0)),
+            status=record.get("status", "unset"),
+            status_description=record.get("status_description"),
+            service_name=record.get("service_name", "unknown_service"),
+            scope=(record.get("instrumentation_scope_name"), record.get("instrumentation_scope_version")),
+            kind=kind,
+            internal=internal,
+            size=size,
+            record=record,
+        )
 
     @property
     def duration_ns(self) -> int:
         """End minus start, ns (never negative)."""
-        return max(0, int(self.record["end_time_unix_nano"]) - int(self.record["start_time_unix_nano"]))
+        return max(0, self.end - self.start)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The ``StoredSpan`` object (built from the kept JSON at each read: not cached, see above)."""
+        record = self._record
+        if record is not None:
+            return record
+        try:
+            raw = loads(self._raw) if self._raw else {}
+        except ValueError:
+            raw = {}
+        return self._build(raw if isinstance(raw, dict) else {})
+
+    def _build(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "attributes": _pairs(raw.get("attributes")),
+            "end_time_unix_nano": self.end,
+            "events": [
+                {
+                    "attributes": _pairs(event.get("attributes")),
+                    "name": str(event.get("name") or ""),
+                    "timestamp_unix_nano": _lenient_int(event.get("timeUnixNano")),
+                }
+                for event in _as_list(raw.get("events"))
+                if isinstance(event, dict)
+            ],
+        }
+        flags = raw.get("flags")
+        if flags is not None:
+            record["flags"] = _lenient_int(flags)
+        if self.scope[0] is not None:
+            record["instrumentation_scope_name"] = self.scope[0]
+        if self.scope[1] is not None:
+            record["instrumentation_scope_version"] = self.scope[1]
+        record["links"] = [
+            {
+                "attributes": _pairs(link.get("attributes")),
+                "span_id": _lenient_id(link.get("spanId"), 8),
+                "trace_id": _lenient_id(link.get("traceId"), 16),
+            }
+            for link in _as_list(raw.get("links"))
+            if isinstance(link, dict)
+        ]
+        record["name"] = self.name
+        record["parent_span_id"] = self.parent_span_id
+        record["service_name"] = self.service_name
+        record["span_id"] = self.span_id
+        record["start_time_unix_nano"] = self.start
+        record["status"] = self.status
+        if self.status_description is not None:
+            record["status_description"] = self.status_description
+        record["trace_id"] = self.trace_id
+        trace_state = raw.get("traceState")
+        if isinstance(trace_state, str) and trace_state:
+            record["trace_state"] = trace_state
+        return record
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _lenient_int(value: Any) -> int:
+    try:
+        return _int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _lenient_id(value: Any, size: int) -> str | None:
+    try:
+        return _hex_id(value, size)
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -256,6 +405,15 @@ def _status(raw: Any) -> tuple[str, str | None]:
     return _STATUS_NAMES.get(number, "unset"), message if isinstance(message, str) and message else None
 
 
+def _is_internal(attributes: Any) -> bool:
+    if not isinstance(attributes, list):
+        return isinstance(attributes, dict) and attributes.get(INTERNAL_ATTRIBUTE) is True
+    for item in attributes:
+        if type(item) is dict and item.get("key") == INTERNAL_ATTRIBUTE:
+            return any_value(item.get("value")) is True
+    return False
+
+
 def _span(
     raw: Mapping[str, Any], service: str, scope: tuple[str | None, str | None], python: bool, size: int
 ) -> ParsedSpan:
@@ -267,50 +425,22 @@ def _span(
     start = _int(raw.get("startTimeUnixNano"))
     end = _int(raw.get("endTimeUnixNano")) or start
     status, description = _status(raw.get("status"))
-    attributes = _pairs(raw.get("attributes"))
-    record: dict[str, Any] = {
-        "attributes": attributes,
-        "end_time_unix_nano": end,
-        "events": [
-            {
-                "attributes": _pairs(event.get("attributes")),
-                "name": str(event.get("name") or ""),
-                "timestamp_unix_nano": _int(event.get("timeUnixNano")),
-            }
-            for event in (raw.get("events") or [])
-            if isinstance(event, Mapping)
-        ],
-    }
-    flags = raw.get("flags")
-    if flags is not None:
-        record["flags"] = _int(flags)
-    if scope[0] is not None:
-        record["instrumentation_scope_name"] = scope[0]
-    if scope[1] is not None:
-        record["instrumentation_scope_version"] = scope[1]
-    record["links"] = [
-        {
-            "attributes": _pairs(link.get("attributes")),
-            "span_id": _hex_id(link.get("spanId"), 8),
-            "trace_id": _hex_id(link.get("traceId"), 16),
-        }
-        for link in (raw.get("links") or [])
-        if isinstance(link, Mapping)
-    ]
-    record["name"] = str(name) if name is not None else ""
-    record["parent_span_id"] = _hex_id(raw.get("parentSpanId"), 8)
-    record["service_name"] = service
-    record["span_id"] = span_id
-    record["start_time_unix_nano"] = start
-    record["status"] = status
-    if description is not None:
-        record["status_description"] = description
-    record["trace_id"] = trace_id
-    trace_state = raw.get("traceState")
-    if isinstance(trace_state, str) and trace_state:
-        record["trace_state"] = trace_state
-    internal = any(k == INTERNAL_ATTRIBUTE and v is True for k, v in attributes)
-    return ParsedSpan(record, _kind(raw.get("kind"), python), internal, size)
+    return ParsedSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=_hex_id(raw.get("parentSpanId"), 8),
+        name=str(name) if name is not None else "",
+        start=start,
+        end=end,
+        status=status,
+        status_description=description,
+        service_name=service,
+        scope=scope,
+        kind=_kind(raw.get("kind"), python),
+        internal=_is_internal(raw.get("attributes")),
+        size=size,
+        raw=_dumps(raw),
+    )
 
 
 def parse_spans(doc: Any, payload_size: int = 0) -> ParseResult:

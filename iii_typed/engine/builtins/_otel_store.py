@@ -232,16 +232,15 @@ class SpanStore:
         excluded = q.get("exclude_attributes") or []
         matched: list[ParsedSpan] = []
         for span in source:
-            record = span.record
             if span.internal and not include_internal:
                 continue
-            if service is not None and record["service_name"] != service:
+            if service is not None and span.service_name != service:
                 continue
-            if name_l is not None and name_l not in record["name"].lower():
+            if name_l is not None and name_l not in span.name.lower():
                 continue
-            if status_l is not None and record["status"] != status_l:
+            if status_l is not None and span.status != status_l:
                 continue
-            start = record["start_time_unix_nano"]
+            start = span.start
             if start_ns is not None and start < start_ns:
                 continue
             if end_ns is not None and start > end_ns:
@@ -253,7 +252,7 @@ class SpanStore:
                 if max_ns is not None and duration > max_ns:
                     continue
             if wanted or excluded:
-                attrs = dict((pair[0], pair[1]) for pair in record["attributes"])
+                attrs = dict((pair[0], pair[1]) for pair in span.record["attributes"])
                 if not all(_attr_matches(attrs, k, v) for k, v in wanted):
                     continue
                 if any(
@@ -269,9 +268,9 @@ class SpanStore:
         sort_by = q.get("sort_by") or "start_time"
         keys = {
             "duration": lambda s: s.duration_ns,
-            "name": lambda s: s.record["name"],
-            "end_time": lambda s: s.record["end_time_unix_nano"],
-            "service_name": lambda s: s.record["service_name"],
+            "name": lambda s: s.name,
+            "end_time": lambda s: s.end,
+            "service_name": lambda s: s.service_name,
         }
         matched.sort(
             key=keys.get(sort_by, lambda s: s.start), reverse=(q.get("sort_order") or "asc") == "desc"
@@ -284,11 +283,11 @@ class SpanStore:
         """``roots``: each span with ``children`` (recursively), ordered by start time; spans whose
         parent is not stored are roots too."""
         spans = sorted(self.trace(trace_id), key=lambda s: s.start)
-        nodes = {s.record["span_id"]: {**s.record, "children": []} for s in spans}
+        nodes = {s.span_id: {**s.record, "children": []} for s in spans}
         roots = []
         for span in spans:
-            node = nodes[span.record["span_id"]]
-            parent = nodes.get(span.record["parent_span_id"] or "")
+            node = nodes[span.span_id]
+            parent = nodes.get(span.parent_span_id or "")
             if parent is not None and parent is not node:
                 parent["children"].append(node)
             else:
