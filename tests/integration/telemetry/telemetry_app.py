@@ -6,8 +6,9 @@ worker with telemetry on runs in a process of its own).
 Config keys: ``url``, ``sdk`` (``typed`` = iii-typed, ``official`` = iii-sdk 0.25), ``worker_name``,
 ``otel`` (OtelConfig fields), ``options`` (other InitOptions fields, iii-typed only), ``service``
 (Logger service name), ``functions`` (list of ``{id, mode: sync|async, log?: [level, message,
-data], call?: function id, fail?: message, spawn?: bool, cancel?: bool, sleep_ms?: int}``),
-``counter`` (record a user counter metric), ``env`` is applied by the parent.
+data], call?: function id, fail?: message, spawn?: bool, cancel?: bool, sleep_ms?: int}``; sync
+ones also ``child?: bool`` (an application span under the handler's) and ``fetch?: url``
+(``urllib`` request)), ``counter`` (record a user counter metric); the environment is the parent's.
 
 Protocol on stdout: one JSON object per line. ``{"event": "ready", "worker_id", "pid"}`` once the
 worker is connected and registered; then one answer per command read on stdin:
@@ -127,6 +128,21 @@ def make_handler(spec: dict[str, Any], client: Any, logger: Any, call_async: Any
 
     def sync_handler(data: Any) -> Any:
         log_it()
+        if spec.get("child"):
+            from opentelemetry import trace
+
+            trace.get_current_span().set_attribute("app.marker", spec["id"])
+            with trace.get_tracer("telemetry-app").start_as_current_span("child work") as child:
+                child.set_attribute("app.step", 1)
+                logger.info("in child", None)
+        if spec.get("fetch"):
+            import urllib.error
+            import urllib.request
+
+            try:
+                urllib.request.urlopen(spec["fetch"], timeout=5).read()
+            except urllib.error.HTTPError as exc:
+                return {"status": exc.code}
         if spec.get("fail"):
             raise ValueError(spec["fail"])
         if spec.get("call"):
