@@ -316,7 +316,7 @@ class HttpWorker(BuiltinWorker):
         if self._channels is None:
             log.warning("no channels built-in: http handlers get no request_body/response channels")
         server = web.Server(self._handle, access_log=None, handler_cancellation=False)
-        runner = web.ServerRunner(server, handle_signals=False)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
             sock = _bind(config.host, config.http_port)
@@ -326,7 +326,7 @@ class HttpWorker(BuiltinWorker):
                 exc.errno, f"http port {config.host}:{config.http_port}: {exc.strerror or exc}"
             ) from exc
         try:
-            site = web.SockSite(runner, sock, shutdown_timeout=1.0, backlog=1024)
+            site = web.SockSite(runner, sock, backlog=1024)
             await site.start()
         except BaseException:
             sock.close()

@@ -23,6 +23,8 @@ from iii_typed import III, InitOptions, register_worker
 from iii_typed.engine.process import EngineProcess
 
 os.environ.setdefault("OTEL_ENABLED", "false")
+#: The official client deprecates register_trigger in favour of observe(); http still uses it.
+pytestmark = pytest.mark.filterwarnings("ignore:register_trigger is deprecated:DeprecationWarning")
 
 CHANNEL_KEYS = ("request_body", "response")
 H02 = {"error": {"code": "NOT_FOUND", "message": "Not Found"}}
