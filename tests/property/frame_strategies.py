@@ -48,7 +48,7 @@ _FLOATS = st.floats(allow_nan=False, allow_infinity=False)
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none() | st.booleans() | _INTS | _FLOATS | text,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
-    max_leaves=12,
+    max_leaves=8,
 )
 
 

@@ -17,18 +17,22 @@ from pydantic import BaseModel
 from iii_typed.errors import FrameDecodeError
 from iii_typed.protocol import codec
 
+#: Frames per example: batches keep hypothesis's per-example overhead off the 10,000.
+BATCH = 8
 
-@settings(max_examples=4000)
-@given(frames())
-def test_every_valid_frame_round_trips(frame: BaseModel) -> None:
-    encoded = codec.encode(frame)  # type: ignore[arg-type]
-    decoded = codec.decode(encoded)
-    assert type(decoded) is type(frame)
-    assert decoded.model_fields_set == frame.model_fields_set
-    assert decoded.model_dump(mode="json") == frame.model_dump(mode="json")
-    assert codec.encode(decoded) == encoded  # stable: a second trip writes the same bytes
-    assert json.loads(encoded)["type"] == decoded.type
-    assert codec.decode(encoded.decode()) == decoded  # text and bytes alike
+
+@settings(max_examples=500)
+@given(st.lists(frames(), min_size=BATCH, max_size=BATCH))
+def test_every_valid_frame_round_trips(batch: list[BaseModel]) -> None:
+    for frame in batch:
+        encoded = codec.encode(frame)  # type: ignore[arg-type]
+        decoded = codec.decode(encoded)
+        assert type(decoded) is type(frame)
+        assert decoded.model_fields_set == frame.model_fields_set
+        assert decoded.model_dump(mode="json") == frame.model_dump(mode="json")
+        assert codec.encode(decoded) == encoded  # stable: a second trip writes the same bytes
+        assert json.loads(encoded)["type"] == decoded.type
+        assert codec.decode(encoded.decode()) == decoded  # text and bytes alike
 
 
 @pytest.mark.parametrize("model", FRAME_MODELS, ids=lambda m: m.__name__)
@@ -39,14 +43,14 @@ def test_each_frame_type_round_trips(model: type[BaseModel], data: st.DataObject
     assert codec.decode(codec.encode(frame)).model_dump(mode="json") == frame.model_dump(mode="json")  # type: ignore[arg-type]
 
 
-@settings(max_examples=4000)
-@given(invalid_messages())
-def test_invalid_messages_are_refused_with_a_typed_error(case: tuple[bytes, str]) -> None:
-    message, reason = case
-    with pytest.raises(FrameDecodeError) as refused:
-        codec.decode(message)
-    assert refused.value.reason == reason, (message, refused.value)
-    assert str(refused.value)
+@settings(max_examples=500)
+@given(st.lists(invalid_messages(), min_size=BATCH, max_size=BATCH))
+def test_invalid_messages_are_refused_with_a_typed_error(cases: list[tuple[bytes, str]]) -> None:
+    for message, reason in cases:
+        with pytest.raises(FrameDecodeError) as refused:
+            codec.decode(message)
+        assert refused.value.reason == reason, (message, refused.value)
+        assert str(refused.value)
 
 
 @settings(max_examples=1040)

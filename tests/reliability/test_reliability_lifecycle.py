@@ -130,8 +130,12 @@ def test_shutdown_sends_a_close_frame_and_leaves_no_threads(
     worker.shutdown()
     assert time.monotonic() - started < 3  # bounded even when the engine does not answer
     conn = proxy.connections[0]
-    closes = [f for f in conn.frames["worker_to_engine"] if f.opcode == OP_CLOSE]
-    assert [f.close_code for f in closes] == [1000]
+
+    def closes() -> list[int | None]:
+        return [f.close_code for f in conn.frames["worker_to_engine"] if f.opcode == OP_CLOSE]
+
+    proxy.wait_for(closes, what="close frame relayed")
+    assert closes() == [1000]
     if path == "healthy":
         proxy.wait_for(lambda: conn.closed.is_set(), what="TCP closed after the close handshake")
         assert conn.close_codes("engine_to_worker") == [1000]

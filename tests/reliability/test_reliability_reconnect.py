@@ -154,7 +154,9 @@ def test_reconnects_through_a_faulty_proxy(
     assert back - lost < RECONNECT_BOUND_S
     assert recorder.states[mark:] == ["disconnected", "reconnecting", "connected"]
     assert worker.client.worker_id != old_id
-    first = json.loads(proxy.connections[1].texts("worker_to_engine")[0])
+    new = proxy.connections[1]
+    proxy.wait_for(lambda: new.texts("worker_to_engine"), what="frames of the new connection relayed")
+    first = json.loads(new.texts("worker_to_engine")[0])
     assert first["type"] == "reattach" and first["previous_worker_id"] == old_id
     worker.check_serving(caller, how)
     assert_no_duplicates(worker, caller)
@@ -204,6 +206,7 @@ def test_b03_reattach_retires_the_half_alive_identity_and_nothing_flips(
     proxy.reset("worker")  # the SDK sees a drop and reconnects
     recorder.wait("connected", mark, timeout=3)
     new = proxy.connections[1]
+    proxy.wait_for(lambda: len(new.texts("worker_to_engine")) >= 3, what="replay relayed")
     first = json.loads(new.texts("worker_to_engine")[0])
     assert first == {"type": "reattach", "previous_worker_id": old_id, "reattach_token": old_token}
     kinds = [json.loads(t)["type"] for t in new.texts("worker_to_engine")]
