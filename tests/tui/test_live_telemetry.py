@@ -42,9 +42,14 @@ async def test_trace_and_log_views_appear_when_their_functions_do(fresh_engine: 
     app = make_app(fresh_engine.url, missing_retry_s=0.3)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("5")
-        await wait_text(app, "engine::traces::list")
+        fid = "engine::traces::list"
+        await wait_until(
+            lambda: app.store.is_missing(fid) or fid in app.store.functions,
+            what="whether the engine serves engine::traces::list",
+        )
         if not app.store.is_missing("engine::traces::list"):
             return  # the telemetry built-in has landed: its own tests cover the shapes
+        await wait_text(app, "engine::traces::list")
         now = time.time()
         root = _span("00000000000000a1", "shop::checkout", now, 30.0)
         child = _span("00000000000000b2", "shop::charge", now + 0.005, 12.0, parent=root["span_id"])
