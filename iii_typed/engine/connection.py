@@ -15,10 +15,11 @@ Outbound flow control (docs/reliability.md "Slow and stuck workers"):
   behalf of *another* connection — an ``invocationresult`` read from the callee goes to the caller
   this way — so a caller that stops reading cannot stall the callee's reader (and with it every
   other caller of that callee). Over the bound the frame is written by a task of its own.
-* A worker that makes no progress is closed (1008, "stopped reading"): when a wait for its buffer
-  to drain lasts longer than :attr:`WorkerConnection.stall_timeout` (``[engine]
-  stall_timeout_ms``, default 10 s), or when more than :data:`OUTBOUND_HARD_LIMIT` bytes are
-  unsent to it. Its cleanup then fails its callers' invocations with ``invocation_stopped``.
+* A worker that makes no progress is closed (1008, "stopped reading"): when, while a send waits
+  for its buffer to drain, its unsent bytes do not shrink for
+  :attr:`WorkerConnection.stall_timeout` (``[engine] stall_timeout_ms``, default 10 s), or when
+  more than :data:`OUTBOUND_HARD_LIMIT` bytes are unsent to it. Its cleanup then fails its
+  callers' invocations with ``invocation_stopped``.
 """
 
 from __future__ import annotations
@@ -247,14 +248,27 @@ class WorkerConnection:
         return True
 
     async def _send_waiting(self, message: bytes) -> bool:
+        """Write and wait for the buffer to drain; a worker whose unsent bytes do not shrink for
+        :attr:`stall_timeout` (no progress at all, however large the message) is closed."""
+        ws = self.ws
+        sending = asyncio.ensure_future(ws.send(message, text=True))
+        unsent = ws.transport.get_write_buffer_size() + len(message)
         try:
-            await asyncio.wait_for(self.ws.send(message, text=True), self.stall_timeout)
+            while True:
+                done, _ = await asyncio.wait((sending,), timeout=self.stall_timeout)
+                if done:
+                    sending.result()
+                    return True
+                now = ws.transport.get_write_buffer_size()
+                if now >= unsent:
+                    self.close_stuck(f"its unsent bytes did not shrink for {self.stall_timeout:g} s")
+                    return False
+                unsent = now
         except ConnectionClosed:
             return False
-        except TimeoutError:
-            self.close_stuck(f"its buffer did not drain for {self.stall_timeout:g} s")
-            return False
-        return True
+        finally:
+            if not sending.done():
+                sending.cancel()
 
     def close_stuck(self, why: str) -> None:
         """Close a worker that stopped reading (1008); its cleanup fails its invocations (§3.6)."""

@@ -128,7 +128,9 @@ async def test_a_callee_that_stops_reading_slows_only_its_callers_and_is_closed_
     stuck.register_function("hard::sink", lambda data: None)
     helper = connect(engine.url)
     helper.register_function("hard::ping", lambda data: "pong")
-    caller, bystander = connect(engine.url), connect(engine.url)
+    # Backpressure holds the flooding caller's whole socket (its pings too) until the callee is
+    # declared stuck, so its keepalive must outlast the stall timeout (docs/reliability.md).
+    caller, bystander = connect(engine.url, keepalive_interval_ms=None), connect(engine.url)
     assert await caller.trigger_async({"function_id": "hard::sink", "payload": {}}) is None
     proxy.pause("engine_to_worker")
     blob = "y" * BIG
