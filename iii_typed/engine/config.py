@@ -12,7 +12,7 @@
     namespace_grace_ms = 5000 # wait for engine::workers::register before using `default`
     log_level = "INFO"
     auth_token = "…"          # optional: every WebSocket upgrade needs `Authorization: Bearer …`
-    stall_timeout_ms = 10000  # a worker whose buffer does not drain for this long is closed
+    stall_timeout_ms = 10000  # a worker whose unsent bytes stop shrinking this long is closed
     max_registrations_per_worker = 10000  # functions + trigger types + triggers + services
 
     [state]                   # one table per built-in worker (its ``section``)
