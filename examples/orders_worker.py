@@ -1,24 +1,38 @@
-"""Example worker: an orders service whose handlers take and return pydantic models.
+"""Example worker: an orders service built on the engine's built-in workers.
 
 Run it against an engine (``iii-typed engine`` in another terminal)::
 
     python examples/orders_worker.py            # III_URL defaults to ws://127.0.0.1:49134
 
-Every handler's request and response schema is derived from its type hints and registered with
-the engine, so ``iii-typed codegen`` can generate a typed client for it
-(``examples/orders_client.py``).
+What it shows:
+
+* typed handlers — pydantic request/response models, validated on the way in, schemas registered
+  with the engine (so ``iii-typed codegen`` can generate ``examples/orders_client.py``);
+* the ``state`` built-in as the order store (``state::update`` ops number the orders), and a
+  ``state`` trigger reacting to every change;
+* a queue: each new order enqueues a receipt job (``TriggerAction.Enqueue``) handled by a
+  ``durable`` consumer with retries;
+* a ``stream`` item per order, so subscribers of the stream port see orders appear live;
+* an ``http`` trigger: ``GET /orders/:id`` on the engine's REST port;
+* a channel: ``orders::export`` writes a CSV export into a channel passed by the caller;
+* ``Logger`` records correlated with the invocation's trace.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from iii_typed import InitOptions, register_worker
+from iii_typed import III, ChannelWriter, InitOptions, Logger, TriggerAction, register_worker
+
+ORDERS = "orders"  # state scope holding the orders
+COUNTERS = "orders-meta"  # state scope holding the id counter
+RECEIPTS = "orders-receipts"  # state scope where the receipt job records what it sent
+LIVE_STREAM = "orders-live"  # stream name (group "all") mirrored for live subscribers
+
+log = Logger(service_name="orders-worker")
 
 
 class LineItem(BaseModel):
@@ -67,82 +81,138 @@ class OrderList(BaseModel):
     count: int
 
 
-class OrderStore:
-    """In-memory order storage shared by the handlers (handlers may run on several threads)."""
+class ExportResult(BaseModel):
+    """Result of ``orders::export``: how much was written into the channel."""
 
-    def __init__(self) -> None:
-        self._orders: dict[str, Order] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.RLock()
+    rows: int
+    bytes: int
+
+
+class OrdersService:
+    """The handlers; each one calls the engine's built-ins through ``iii``."""
+
+    def __init__(self, iii: III) -> None:
+        self.iii = iii
+
+    def _state(self, function_id: str, **payload: Any) -> Any:
+        return self.iii.trigger({"function_id": function_id, "payload": payload})
 
     def create(self, data: CreateOrderInput) -> Order:
-        with self._lock:
-            order = Order(
-                id=f"ord_{next(self._ids):04d}",
-                customer=data.customer,
-                items=data.items,
-                total_cents=sum(i.quantity * i.unit_price_cents for i in data.items),
-                status="open",
-                created_at=datetime.now(UTC),
-            )
-            self._orders[order.id] = order
-            return order
+        """Create an order; the total is computed from the line items."""
+        counter = self._state(
+            "state::update", scope=COUNTERS, key="next_id", ops=[{"type": "increment", "path": "", "by": 1}]
+        )
+        order = Order(
+            id=f"ord_{counter['new_value']:04d}",
+            customer=data.customer,
+            items=data.items,
+            total_cents=sum(i.quantity * i.unit_price_cents for i in data.items),
+            status="open",
+            created_at=datetime.now(UTC),
+        )
+        self._state("state::set", scope=ORDERS, key=order.id, value=order)
+        self._state("stream::set", stream_name=LIVE_STREAM, group_id="all", item_id=order.id, data=order)
+        receipt = self.iii.trigger(
+            {
+                "function_id": "orders::send_receipt",
+                "payload": {"order_id": order.id, "customer": order.customer},
+                "action": TriggerAction.Enqueue(queue="receipts"),
+            }
+        )
+        log.info("order created", {"order_id": order.id, "receipt_job": receipt.message_receipt_id})
+        return order
 
-    def get(self, order_id: str) -> Order:
-        with self._lock:
-            try:
-                return self._orders[order_id]
-            except KeyError:
-                raise LookupError(f"order {order_id!r} does not exist") from None
+    def get(self, data: GetOrderInput) -> Order:
+        """Fetch one order by id (an unknown id is an error)."""
+        stored = self._state("state::get", scope=ORDERS, key=data.id)
+        if stored is None:
+            log.warn("unknown order requested", {"order_id": data.id})
+            raise LookupError(f"order {data.id!r} does not exist")
+        return Order.model_validate(stored)
 
-    def cancel(self, order_id: str) -> Order:
-        with self._lock:
-            order = self.get(order_id)
-            cancelled = order.model_copy(update={"status": "cancelled"})
-            self._orders[order_id] = cancelled
-            return cancelled
+    def list(self, data: ListOrdersInput) -> OrderList:
+        """List orders, optionally filtered by customer and status."""
+        found = [
+            order
+            for order in map(Order.model_validate, self._state("state::list", scope=ORDERS))
+            if (data.customer is None or order.customer == data.customer)
+            and (data.status is None or order.status == data.status)
+        ]
+        return OrderList(orders=sorted(found, key=lambda o: o.id), count=len(found))
 
-    def list(self, query: ListOrdersInput) -> OrderList:
-        with self._lock:
-            found = [
-                o
-                for o in self._orders.values()
-                if (query.customer is None or o.customer == query.customer)
-                and (query.status is None or o.status == query.status)
-            ]
-        return OrderList(orders=found, count=len(found))
+    def cancel(self, data: GetOrderInput) -> Order:
+        """Cancel an order (a ``state::update`` set op on its ``status``)."""
+        self.get(data)  # raises for an unknown id
+        updated = self._state(
+            "state::update",
+            scope=ORDERS,
+            key=data.id,
+            ops=[{"type": "set", "path": "status", "value": "cancelled"}],
+        )
+        order = Order.model_validate(updated["new_value"])
+        self._state("stream::set", stream_name=LIVE_STREAM, group_id="all", item_id=order.id, data=order)
+        return order
+
+    def send_receipt(self, data: dict[str, Any]) -> None:
+        """Queue consumer: 'send' the receipt and record it (runs once per enqueued job)."""
+        self._state("state::set", scope=RECEIPTS, key=data["order_id"], value={"to": data["customer"]})
+        log.info("receipt sent", data)
+
+    def on_change(self, event: dict[str, Any]) -> None:
+        """``state`` trigger on the orders scope: one call per created/updated/deleted order."""
+        log.info(
+            f"{event['event_type']} {event['key']}", {"status": (event.get("new_value") or {}).get("status")}
+        )
+
+    def http_get(self, request: dict[str, Any]) -> dict[str, Any]:
+        """``GET /orders/:id`` on the engine's REST port: 200 with the order, or 404."""
+        stored = self._state("state::get", scope=ORDERS, key=request["path_params"]["id"])
+        if stored is None:
+            return {"status_code": 404, "body": {"error": "no such order"}}
+        return {"status_code": 200, "body": stored}
+
+    def export(self, data: dict[str, Any]) -> ExportResult:
+        """Write every order as a CSV row into the channel passed as ``output``."""
+        out: ChannelWriter = data["output"]  # a writer ref arrives as a live ChannelWriter
+        rows = self.list(ListOrdersInput()).orders
+        written = 0
+        with out:
+            for line in ["id,customer,total_cents,status"] + [
+                f"{o.id},{o.customer},{o.total_cents},{o.status}" for o in rows
+            ]:
+                chunk = (line + "\n").encode()
+                out.write(chunk)
+                written += len(chunk)
+        return ExportResult(rows=len(rows), bytes=written)
 
 
-store = OrderStore()
-
-
-def create(data: CreateOrderInput) -> Order:
-    """Create an order; the total is computed from the line items."""
-    return store.create(data)
-
-
-def get(data: GetOrderInput) -> Order:
-    """Fetch one order by id (an unknown id is an error)."""
-    return store.get(data.id)
-
-
-async def list_orders(data: ListOrdersInput) -> OrderList:
-    """List orders, optionally filtered by customer and status."""
-    return store.list(data)
-
-
-def cancel(data: GetOrderInput) -> Order:
-    """Cancel an order."""
-    return store.cancel(data.id)
+def register(iii: III) -> None:
+    """Register the functions and triggers of the service on ``iii``."""
+    svc = OrdersService(iii)
+    iii.register_function("orders::create", svc.create, description="Create an order")
+    iii.register_function("orders::get", svc.get, description="Fetch one order by id")
+    iii.register_function("orders::list", svc.list, description="List orders")
+    iii.register_function("orders::cancel", svc.cancel, description="Cancel an order")
+    iii.register_function("orders::export", svc.export, description="Export orders as CSV into a channel")
+    iii.register_function(
+        "orders::send_receipt", svc.send_receipt, description="Queue consumer: send a receipt"
+    )
+    iii.register_function("orders::on_change", svc.on_change, description="React to order changes")
+    iii.register_function("api::get_order", svc.http_get, description="HTTP: GET /orders/:id")
+    iii.register_trigger({"type": "state", "function_id": "orders::on_change", "config": {"scope": ORDERS}})
+    iii.register_trigger(
+        {
+            "type": "http",
+            "function_id": "api::get_order",
+            "config": {"api_path": "/orders/:id", "http_method": "GET"},
+        }
+    )
 
 
 def main() -> None:
-    """Connect, register the four functions and serve until SIGINT/SIGTERM."""
+    """Connect, register everything and serve until SIGINT/SIGTERM."""
     iii = register_worker(options=InitOptions(worker_name="orders-worker"))
-    iii.register_function("orders::create", create, description="Create an order")
-    iii.register_function("orders::get", get, description="Fetch one order by id")
-    iii.register_function("orders::list", list_orders, description="List orders")
-    iii.register_function("orders::cancel", cancel, description="Cancel an order")
+    register(iii)
     print("orders worker ready", flush=True)
     iii.run_forever()
 

@@ -2,9 +2,10 @@
 
 Starts a dev engine (free ports, data under ``.demo-data/``), starts the example orders worker
 (``examples/orders_worker.py``) in its own process, runs the example caller
-(``examples/orders_caller.py``, which uses the generated typed stubs) in another, prints the
-results and the engine's catalog, then stops everything: no process is left behind, also when a
-step fails or the user presses Ctrl-C.
+(``examples/orders_caller.py``: generated typed stubs, the HTTP port, a live stream subscription,
+a channel, a queue) in another, prints the logs and a trace the engine stored, the catalog, and
+the dashboard's overview (or opens the dashboard on a terminal), then stops everything: no process
+is left behind, also when a step fails or the user presses Ctrl-C.
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from .engine.process import EngineProcess
 
 __all__ = ["main"]
 
-WORKER_FUNCTIONS = ("orders::cancel", "orders::create", "orders::get", "orders::list")
+WORKER_FUNCTIONS = (
+    "api::get_order",
+    "orders::cancel",
+    "orders::create",
+    "orders::export",
+    "orders::get",
+    "orders::list",
+    "orders::on_change",
+    "orders::send_receipt",
+)
 
 
 def _project_root() -> Path:
@@ -81,20 +91,60 @@ def _print_catalog(url: str) -> None:
     from . import InitOptions, register_worker
 
     with register_worker(url, InitOptions(worker_name="demo-catalog")) as iii:
-        functions = iii.trigger({"function_id": "engine::functions::list", "payload": {}})["functions"]
+        listed = iii.trigger(
+            {"function_id": "engine::functions::list", "payload": {"include_internal": True}}
+        )
         workers = iii.trigger({"function_id": "engine::workers::list", "payload": {}})["workers"]
-        print(f"  {len(functions)} function(s):")
-        for fn in functions:
-            print(
-                f"    {fn['function_id']:<22} ns={fn['namespace']:<8} worker={fn.get('worker_name')}"
-                f"  {fn.get('description', '')}"
-            )
-        print(f"  {len(workers)} worker(s):")
-        for w in workers:
-            print(
-                f"    {w.get('name')!s:<22} runtime={w.get('runtime')} functions={w.get('function_count')}"
-                f" status={w.get('status')}"
-            )
+        triggers = iii.trigger({"function_id": "engine::registered-triggers::list", "payload": {}})
+    functions = listed["functions"]
+    mine = [f for f in functions if f["function_id"].startswith(("orders::", "api::"))]
+    print(f"  {len(functions)} function(s); the example worker's {len(mine)}:")
+    for fn in mine:
+        print(f"    {fn['function_id']:<22} {fn.get('description', '')}")
+    print("  trigger bindings:")
+    for t in triggers["registered_triggers"]:
+        if t["function_id"].startswith(("orders::", "api::")):
+            print(f"    {t['trigger_type']:<8} -> {t['function_id']:<18} {t.get('config_summary', '')}")
+    print(f"  {len(workers)} worker(s):")
+    for w in workers:
+        print(
+            f"    {w.get('name')!s:<22} runtime={w.get('runtime')!s:<7} functions={w.get('function_count')}"
+            f" status={w.get('status')}"
+        )
+
+
+def _print_telemetry(url: str) -> None:
+    """The worker's log records and the trace of one ``orders::create`` call, from the engine."""
+    from . import InitOptions, register_worker
+
+    with register_worker(url, InitOptions(worker_name="demo-telemetry")) as iii:
+
+        def call(function_id: str, payload: dict[str, Any]) -> Any:
+            return iii.trigger({"function_id": function_id, "payload": payload})
+
+        spans = _wait_until(
+            lambda: call("engine::traces::list", {"name": "execute orders::create", "limit": 1})["spans"],
+            15,
+            "the trace of orders::create to reach the engine",
+        )
+        trace_id = spans[0]["trace_id"]
+        logs = call("engine::logs::list", {"limit": 200})["logs"]
+        tree = call("engine::traces::tree", {"trace_id": trace_id})["roots"]
+    worker_logs = [entry for entry in logs if entry.get("service_name") == "orders-worker"]
+    print(f"  {len(worker_logs)} log record(s) from the orders worker, e.g.:")
+    for entry in worker_logs[:6]:
+        level, body, trace = entry.get("severity_text", ""), entry.get("body", ""), entry.get("trace_id", "")
+        print(f"    {level:<5} {body!s:<32} trace={trace}")
+    print(f"  trace {trace_id} of one orders::create call:")
+
+    def show(span: dict[str, Any], depth: int) -> None:
+        took = (int(span["end_time_unix_nano"]) - int(span["start_time_unix_nano"])) / 1e6
+        print(f"    {'  ' * depth}{span['name']:<{44 - 2 * depth}} {took:8.2f} ms  {span.get('status', '')}")
+        for child in span.get("children", []):
+            show(child, depth + 1)
+
+    for root in tree:
+        show(root, 0)
 
 
 def _functions_registered(url: str) -> bool:
@@ -141,18 +191,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(data_dir)
     data_dir.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.setdefault("OTEL_ENABLED", "false")
+    env.setdefault("OTEL_ENABLED", "true")  # the worker and caller export spans and logs to the engine
 
-    total = 5
-    engine = EngineProcess(data_dir=data_dir, log_path=data_dir / "engine.log")
+    total = 6
+    engine = EngineProcess(
+        data_dir=data_dir, config=root / "examples/engine.toml", log_path=data_dir / "engine.log"
+    )
     worker: subprocess.Popen[bytes] | None = None
     caller: subprocess.Popen[bytes] | None = None
     try:
-        _step(1, total, "starting the dev engine")
+        _step(1, total, "starting the dev engine (iii-typed engine)")
         engine.start()
         for name, address in engine.addresses.items():
             print(f"  {name:<8} {address}")
         env["III_URL"] = engine.url
+        env["III_HTTP_URL"] = engine.addresses.get("http", "")
+        env["III_STREAMS_URL"] = engine.addresses.get("streams", "")
 
         _step(2, total, "starting the example worker (examples/orders_worker.py)")
         worker = _spawn([sys.executable, str(root / "examples/orders_worker.py")], env, "worker", root)
@@ -164,16 +218,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if worker.poll() is not None:
             raise RuntimeError(f"the worker exited with code {worker.returncode}")
 
-        _step(3, total, "calling the worker through the typed client (examples/orders_caller.py)")
+        _step(
+            3,
+            total,
+            "calling it: typed client, HTTP, live stream, channel, queue (examples/orders_caller.py)",
+        )
         caller = _spawn([sys.executable, str(root / "examples/orders_caller.py")], env, "caller", root)
-        code = caller.wait(60)
+        code = caller.wait(90)
         if code != 0:
             raise RuntimeError(f"the caller failed with exit code {code}")
 
-        _step(4, total, "the engine's catalog (engine::functions::list, engine::workers::list)")
+        _step(4, total, "telemetry stored by the engine (engine::logs::list, engine::traces::tree)")
+        if env["OTEL_ENABLED"].lower() in ("0", "false", "no", "off"):
+            print("  (skipped: OTEL_ENABLED is off)")
+        else:
+            _print_telemetry(engine.url)
+
+        _step(5, total, "the engine's catalog (engine::functions::list, workers, trigger bindings)")
         _print_catalog(engine.url)
 
-        _step(5, total, "the dashboard (iii-tui)")
+        _step(6, total, "the dashboard (iii-tui)")
         _show_dashboard(engine.url)
         print("\ndemo finished: every step succeeded", flush=True)
         return 0
