@@ -53,6 +53,7 @@ from ..protocol.frames import (
     UnregisterTriggerType,
     WorkerRegistered,
 )
+from . import limits
 from .builtins.base import (
     JSON_NULL,
     BuiltinError,
@@ -69,7 +70,6 @@ from .builtins.base import (
     WorkerMetricsSource,
     parse_input,
 )
-from . import limits
 from .connection import Pending, WorkerConnection, sanitize_text
 from .functions import FunctionEntry, FunctionRegistry
 from .triggers import INVALID_NAMESPACE_MESSAGE, TriggerRegistry
