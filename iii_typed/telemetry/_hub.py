@@ -48,14 +48,14 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.trace import SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, Status, StatusCode
 
 from . import _state
 from ._config import ResolvedOtel
 from ._payload import capture
 from ._resources import GAUGES, ProcessSampler
 from ._sender import OtelSender
-from ._span import HandlerSpan
+from ._span import HandlerSpan, RemoteParent
 
 if TYPE_CHECKING:
     import asyncio
@@ -75,7 +75,6 @@ __all__ = [
     "current_hub",
     "format_traceparent",
     "hub_for",
-    "parse_traceparent",
     "severity_of",
 ]
 
@@ -128,24 +127,6 @@ def _stdlib_severity(levelno: int) -> tuple[int, str]:
 def format_traceparent(context: SpanContext) -> str:
     """The W3C ``traceparent`` header of a span context (``00-<trace>-<span>-<flags>``)."""
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
-def parse_traceparent(value: str | None) -> SpanContext | None:
-    """Parse a W3C ``traceparent`` (version 00 layout); ``None`` when absent or malformed."""
-    if not value or len(value) < 55:
-        return None
-    parts = value.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16 or len(parts[3]) != 2 or parts[0] == "ff":
-        return None
-    try:
-        trace_id = int(parts[1], 16)
-        span_id = int(parts[2], 16)
-        flags = int(parts[3], 16)
-    except ValueError:
-        return None
-    if not trace_id or not span_id:
-        return None
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 0xFF))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,15 +494,15 @@ class HandlerScope:
     def __enter__(self) -> HandlerScope:
         frame = self._frame
         parent = _EMPTY
-        remote = parse_traceparent(frame.traceparent)
+        remote = RemoteParent.parse(frame.traceparent)
         attributes: dict[str, Any] = {"iii.function.id": frame.function_id}
         if frame.invocation_id is not None:
-            attributes["iii.invocation.id"] = str(frame.invocation_id)
+            attributes["iii.invocation.id"] = frame.invocation_id  # a UUID: made text when encoded
         if frame.baggage:  # baggage travels on, and its entries become span attributes
             parent = _BAGGAGE.extract({"baggage": frame.baggage}, context=parent)
             for key, value in otel_baggage.get_all(parent).items():
                 attributes.setdefault(str(key), str(value))
-        recording = remote is None or remote.trace_flags.sampled
+        recording = remote is None or bool(remote.flags & 1)
         owner = self._owner
         span = HandlerSpan(
             f"execute {frame.function_id}", remote, attributes, owner.hub.offer_span, recording
@@ -544,7 +525,7 @@ class HandlerScope:
     def traceparent(self) -> str | None:
         """``traceparent`` of this span, sent on the ``invocationresult`` (protocol.md §2.9)."""
         span = self.span
-        return format_traceparent(span.get_span_context()) if span is not None else None
+        return span.traceparent if span is not None else None
 
     def failed(self, exc: BaseException) -> None:
         """The handler raised ``exc``: status ERROR, an ``exception`` event, the error as output."""

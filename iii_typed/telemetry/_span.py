@@ -20,15 +20,14 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util import types
 
-__all__ = ["HandlerSpan", "new_span_id", "new_trace_id"]
+__all__ = ["HandlerSpan", "RemoteParent", "new_span_id", "new_trace_id"]
 
-_SAMPLED: Final = TraceFlags(TraceFlags.SAMPLED)
 _getrandbits = random.getrandbits
 
 
@@ -48,19 +47,56 @@ def new_span_id() -> int:
     return value
 
 
+class RemoteParent:
+    """The incoming ``traceparent``, kept as the hex text it arrived in (protocol.md §4.5).
+
+    Attributes:
+        trace_hex: 32 lower-case hex digits.
+        span_hex: 16 lower-case hex digits (the caller's span).
+        flags: Trace flags (bit 0: sampled).
+    """
+
+    __slots__ = ("flags", "span_hex", "trace_hex")
+
+    def __init__(self, trace_hex: str, span_hex: str, flags: int) -> None:
+        self.trace_hex = trace_hex
+        self.span_hex = span_hex
+        self.flags = flags
+
+    @classmethod
+    def parse(cls, value: str | None) -> RemoteParent | None:
+        """Parse a W3C ``traceparent`` (version-00 layout); ``None`` when absent or malformed."""
+        if not value or len(value) < 55:
+            return None
+        if value[2] != "-" or value[35] != "-" or value[52] != "-" or value[:2] == "ff":
+            return None
+        trace_hex, span_hex = value[3:35].lower(), value[36:52].lower()
+        try:
+            if not int(trace_hex, 16) or not int(span_hex, 16):
+                return None
+            flags = int(value[53:55], 16)
+        except ValueError:
+            return None
+        return cls(trace_hex, span_hex, flags)
+
+
 class HandlerSpan(trace.Span):
     """An ``execute <function_id>`` span (see the module docstring).
 
+    Ids are kept as hex text (what ``traceparent`` and the encoder need); the API's
+    :class:`~opentelemetry.trace.SpanContext` is built only when user code asks for it.
+
     Args:
         name: Span name.
-        parent: The remote parent's span context, or ``None`` for a root span.
+        parent: The remote parent, or ``None`` for a root span.
         attributes: Initial attributes.
         on_end: Called once with the span when it ends (hands it to the sender).
         recording: ``False`` records nothing (parent not sampled).
 
     Attributes:
         name, kind, start_time, end_time, attributes, events, links, status_code,
-        status_message, parent: What the encoder reads (:mod:`._encode`).
+        status_message, trace_hex, span_hex, parent_hex, flags: What the encoder reads
+        (:mod:`._encode`).
     """
 
     __slots__ = (
@@ -69,33 +105,36 @@ class HandlerSpan(trace.Span):
         "attributes",
         "end_time",
         "events",
+        "flags",
         "kind",
         "links",
         "name",
-        "parent",
+        "parent_hex",
+        "span_hex",
         "start_time",
         "status_code",
         "status_message",
+        "trace_hex",
     )
 
     def __init__(
         self,
         name: str,
-        parent: SpanContext | None,
+        parent: RemoteParent | None,
         attributes: dict[str, Any],
         on_end: Callable[[HandlerSpan], None] | None,
         recording: bool = True,
     ) -> None:
-        trace_id = parent.trace_id if parent is not None else new_trace_id()
-        flags = parent.trace_flags if parent is not None else _SAMPLED
-        self._context = SpanContext(
-            trace_id,
-            new_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=parent.trace_state if parent is not None else None,
-        )
-        self.parent = parent
+        if parent is not None:
+            self.trace_hex = parent.trace_hex
+            self.parent_hex: str | None = parent.span_hex
+            self.flags = parent.flags
+        else:
+            self.trace_hex = f"{new_trace_id():032x}"
+            self.parent_hex = None
+            self.flags = 1
+        self.span_hex = f"{new_span_id():016x}"
+        self._context: SpanContext | None = None
         self.name = name
         self.kind = SpanKind.INTERNAL
         self.attributes = attributes
@@ -107,10 +146,23 @@ class HandlerSpan(trace.Span):
         self.end_time: int | None = None if recording else self.start_time
         self._on_end = on_end if recording else None
 
+    @property
+    def traceparent(self) -> str:
+        """This span's W3C ``traceparent``."""
+        return f"00-{self.trace_hex}-{self.span_hex}-{self.flags:02x}"
+
     # -- the Span API ------------------------------------------------------------------------
     def get_span_context(self) -> SpanContext:
-        """This span's context."""
-        return self._context
+        """This span's context (built on first use)."""
+        context = self._context
+        if context is None:
+            context = self._context = SpanContext(
+                int(self.trace_hex, 16),
+                int(self.span_hex, 16),
+                is_remote=False,
+                trace_flags=TraceFlags(self.flags),
+            )
+        return context
 
     def is_recording(self) -> bool:
         """Whether changes are still recorded (until :meth:`end`)."""
@@ -191,4 +243,4 @@ class HandlerSpan(trace.Span):
         self.end()
 
     def __repr__(self) -> str:
-        return f"HandlerSpan({self.name!r}, {self._context.trace_id:032x}/{self._context.span_id:016x})"
+        return f"HandlerSpan({self.name!r}, {self.trace_hex}/{self.span_hex})"

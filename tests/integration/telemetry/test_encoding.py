@@ -86,6 +86,58 @@ def test_spans_use_the_python_exporter_dialect_and_round_trip():
     assert record["start_time_unix_nano"] == spans[0].start_time or record["start_time_unix_nano"] > 0
 
 
+def test_handler_spans_are_written_as_json_text_and_round_trip():
+    from opentelemetry.trace import SpanContext, StatusCode
+
+    from iii_typed.telemetry._span import HandlerSpan, RemoteParent
+
+    ended: list[Any] = []
+    parent = RemoteParent.parse(f"00-{0xABC:032x}-{0xDEF:016x}-01")
+    assert parent is not None
+    assert RemoteParent.parse("00-" + "0" * 32 + "-" + "1" * 16 + "-01") is None  # a zero trace id
+    assert RemoteParent.parse("garbage") is None and RemoteParent.parse(None) is None
+    span = HandlerSpan(
+        'execute "quoted" é', parent, {"iii.function.id": "f", "n": 3, "ok": True}, ended.append
+    )
+    span.add_event("iii.invocation.input", {"iii.payload.json": '{"a":"\\n"}', "f": 0.5, "nan": float("nan")})
+    span.add_link(SpanContext(0x1, 0x2, is_remote=False), {"why": "batch"})
+    span.record_exception(ValueError("nope"))
+    span.set_status(StatusCode.ERROR, "nope")
+    span.end()
+    span.set_attribute("late", 1)  # ignored after end
+    assert ended == [span]
+    assert span.traceparent == f"00-{0xABC:032x}-{span.span_hex}-01"
+    assert span.get_span_context().trace_id == 0xABC and span.get_span_context().span_id == int(
+        span.span_hex, 16
+    )
+    root = HandlerSpan("root", None, {}, ended.append)
+    root.end()
+    payload = encode_spans(ended, RESOURCE)
+    doc = json.loads(payload)  # valid JSON despite quotes, non-ASCII, NaN
+    (group,) = doc["resourceSpans"]
+    assert {a["key"] for a in group["resource"]["attributes"]} >= {"service.name"}
+    wire = {s["name"]: s for s in group["scopeSpans"][0]["spans"]}
+    first = wire['execute "quoted" é']
+    assert (
+        first["traceId"] == f"{0xABC:032x}"
+        and first["parentSpanId"] == f"{0xDEF:016x}"
+        and first["flags"] == 1
+    )
+    assert "parentSpanId" not in wire["root"] and len(wire["root"]["traceId"]) == 32
+    parsed = {p.name: p for p in parse_spans(loads(payload)).items}
+    record = parsed['execute "quoted" é'].record
+    assert dict(record["attributes"]) == {"iii.function.id": "f", "n": 3, "ok": True}
+    assert record["status"] == "error" and record["status_description"] == "nope"
+    events = {e["name"]: dict(e["attributes"]) for e in record["events"]}
+    assert events["iii.invocation.input"]["iii.payload.json"] == '{"a":"\\n"}'
+    assert events["iii.invocation.input"]["f"] == 0.5
+    assert events["exception"]["exception.type"] == "ValueError"
+    assert record["links"] == [
+        {"attributes": [["why", "batch"]], "span_id": f"{2:016x}", "trace_id": f"{1:032x}"}
+    ]
+    assert parsed['execute "quoted" é'].kind == 1  # INTERNAL, Python numbering 0 on the wire
+
+
 def test_logs_and_metrics_round_trip():
     records: list[Any] = []
 
