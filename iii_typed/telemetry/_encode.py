@@ -20,11 +20,13 @@ readable objects. Compact JSON (``orjson`` when installed).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from json.encoder import encode_basestring as _encode_basestring
 from typing import TYPE_CHECKING, Any, Final
+from uuid import UUID
 
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
@@ -186,20 +188,31 @@ def _value_json(value: Any) -> str:
         return '{"intValue":"' + str(value) + '"}'
     if kind is float and math.isfinite(value):
         return '{"doubleValue":' + repr(value) + "}"
+    if kind is UUID:  # iii.invocation.id is kept as the frame's UUID until now
+        return '{"stringValue":"' + str(value) + '"}'
     return dumps(any_value(value)).decode()
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_json(key: str) -> str:
+    """``{"key":<key>,"value":`` (keys repeat from span to span: cached)."""
+    return '{"key":' + _encode_basestring(key) + ',"value":'
 
 
 def _attributes_json(attributes: Mapping[str, Any]) -> str:
     if not attributes:
         return "[]"
-    return (
-        "["
-        + ",".join(
-            '{"key":' + _encode_basestring(str(key)) + ',"value":' + _value_json(value) + "}"
-            for key, value in attributes.items()
-        )
-        + "]"
-    )
+    parts = []
+    for key, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            encoded = '{"stringValue":' + _encode_basestring(value) + "}"
+        elif kind is bool:
+            encoded = '{"boolValue":true}' if value else '{"boolValue":false}'
+        else:
+            encoded = _value_json(value)
+        parts.append(_key_json(key if type(key) is str else str(key)) + encoded + "}")
+    return "[" + ",".join(parts) + "]"
 
 
 def _handler_span_json(span: HandlerSpan) -> str:
