@@ -8,7 +8,7 @@ name, version, instance id — applies to the whole process, as in the official 
   resource becomes the global one; when the application installed an SDK provider already, our
   span processor is added to it; otherwise (a foreign implementation) a private provider is used.
   The processor copies baggage entries to span attributes when a span starts and hands finished
-  spans to the sender.
+  spans to the sender. (Spans the application creates go this way; handler spans do not.)
 * **Logs.** The same rule for the logger provider (scope ``iii.logger`` for :class:`~iii_typed.Logger`).
   The SDK's own WARNING+ records (logger ``iii_typed``) are exported too, correlated with the
   active span (cases.md B22), except those of the engine and of telemetry itself.
@@ -20,8 +20,9 @@ The ``/otel`` socket (:class:`~._sender.OtelSender`) is shared by the clients of
 first client that attaches starts it (with its URL, headers and intervals), the last one that
 detaches flushes and stops it — no telemetry thread remains once every client is shut down.
 
-Per client, :class:`ClientTelemetry` opens a span ``execute <function_id>`` (INTERNAL) around every
-handler (:meth:`ClientTelemetry.handler_scope`), parented on the incoming ``traceparent`` /
+Per client, :class:`ClientTelemetry` opens a span ``execute <function_id>`` (INTERNAL, a
+lightweight :class:`~._span.HandlerSpan` handed straight to the sender, not an SDK span) around
+every handler (:meth:`ClientTelemetry.handler_scope`), parented on the incoming ``traceparent`` /
 ``baggage``; the context is attached and detached in the same thread or task (cases.md B21), so no
 "Failed to detach context" and no span left current. :meth:`ClientTelemetry.outgoing` gives the
 ``traceparent``/``baggage`` of the current context for outgoing ``invokefunction`` frames.
@@ -607,16 +608,21 @@ class ClientTelemetry:
         """``(traceparent, baggage)`` of the current context for an outgoing call (§4.5);
         ``(None, None)`` when no span is active."""
         current = otel_context.get_current()
-        span_context = trace.get_current_span(current).get_span_context()
-        if not span_context.is_valid:
-            return None, None
+        span = trace.get_current_span(current)
+        if type(span) is HandlerSpan:  # the common case: no SpanContext to build and format
+            traceparent = span.traceparent
+        else:
+            span_context = span.get_span_context()
+            if not span_context.is_valid:
+                return None, None
+            traceparent = format_traceparent(span_context)
         entries = otel_baggage.get_all(current)
         header: str | None = None
         if entries:
             carrier: dict[str, str] = {}
             _BAGGAGE.inject(carrier, context=current)
             header = carrier.get("baggage")
-        return format_traceparent(span_context), header
+        return traceparent, header
 
     def worker_registered(self, worker_id: str) -> None:
         """The engine assigned ``worker_id`` (gauges are tagged with it); report metrics now."""

@@ -691,8 +691,8 @@ class ObservabilityWorker(BuiltinWorker):
     ) -> object:
         """Start timing; built-in calls in a trace also get an engine span."""
         call = _Call(function_id, kind)
-        if kind != "worker" and self.engine_spans and traceparent:
-            context = _trace_context(traceparent)
+        if kind != "worker" and self.engine_spans and traceparent and not traceparent.endswith("-00"):
+            context = _trace_context(traceparent)  # a caller's unsampled trace gets no engine span
             if context is not None:
                 call.trace_id, call.parent = context
                 call.span_id = os.urandom(8).hex()
