@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -181,6 +182,21 @@ class PreparedSide:
         return hashlib.sha256(canonical_json(parts).encode()).hexdigest()
 
 
+#: Characters the generator would copy raw into docstrings: line breaks other than LF (the
+#: generator splits lines on them and loses the docstring's end) and other control characters (a
+#: NUL cannot be compiled).
+_LINE_BREAKS = re.compile("\r\n?|[\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_CONTROLS = re.compile("[\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f]")
+
+
+def doc_text(text: str) -> str:
+    """A description as documentation text: line breaks become LF and other control
+    characters a visible backslash escape (``\\xNN``), so the generated docstring is valid Python
+    and still says what was sent."""
+    text = _LINE_BREAKS.sub("\n", text)
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def legacy_format_to_schema(fmt: dict[str, Any]) -> dict[str, Any]:
     """Convert a legacy ``RegisterFunctionFormat`` (protocol.md §9) to JSON Schema."""
     kind = fmt.get("type")
@@ -318,6 +334,8 @@ class _Preparer:
                 out[key] = {
                     name: self.rewrite(_without_auto_title(name, sub), refs) for name, sub in value.items()
                 }
+            elif key == "description" and isinstance(value, str):
+                out[key] = doc_text(value)
             else:
                 out[key] = value
         if out.get("format") in _NUMERIC_FORMATS and out.get("type") in ("integer", "number"):
@@ -339,7 +357,7 @@ class _Preparer:
         ):
             # A sentence-like title of a model is its docstring (pydantic's per-field titles such
             # as "Created At" are not: they only repeat the field name).
-            out["description"] = title.strip()
+            out["description"] = doc_text(title.strip())
         return out
 
     def add_entry(self, key: str, preferred: str | None, schema: Any) -> None:

@@ -108,3 +108,34 @@ def test_selection_by_worker_and_namespace_duplicates() -> None:
     rendered = render(catalog, OutputSpec(workers=("beta", "y")))
     assert set(read_digests(rendered.source)) == {"function x::b", "function y::c"}
     assert any("namespaces 'default' and 'other'" in w for w in rendered.warnings)
+
+
+def test_control_characters_in_ids_and_descriptions_keep_the_module_valid(tmp_path: Path) -> None:
+    """Ids and descriptions come from any worker: a newline ended the digest comment, a NUL made the
+    module impossible to compile, and ``\"\"\"`` or a backslash could end or change a docstring."""
+    odd = {
+        "type": "object",
+        "description": 'nul \x00, cr \r, esc \x1b, backslash \\, quotes """ and a final "',
+        "properties": {"x": {"type": "string", "description": "p\x00\u2028q"}},
+    }
+    ids = ["kw::x\ny", "kw::c\rr", "kw::n\x00ul", 'kw::q"""q', "kw::back\\slash", "kw::ls\u2028x"]
+    catalog = Catalog(
+        functions=[FunctionEntry(function_id=i, description='d\x00"""\\', request_schema=odd) for i in ids]
+    )
+    rendered = render(catalog, OutputSpec(functions=("kw::*",)))
+    assert "\x00" not in rendered.source and "\r" not in rendered.source
+    assert read_digests(rendered.source) == rendered.digests  # --check reads back what was written
+    assert "#   function kw::x\\x0ay " in rendered.source
+    path = tmp_path / "odd_text.py"
+    path.write_text(rendered.source, encoding="utf-8")
+    module = import_path(path, "odd_text")
+    node = module.Client(object()).kw
+    names = ("x_y", "c_r", "n_ul", "q_q", "back_slash")
+    assert {getattr(type(node), name).function_id for name in names} == {
+        "kw::x\ny",
+        "kw::c\rr",
+        "kw::n\x00ul",
+        'kw::q"""q',
+        "kw::back\\slash",
+    }
+    assert "kw::n\x00ul" in module.__doc__ and 'kw::q"""q' in module.__doc__  # docstrings keep the values
