@@ -206,6 +206,9 @@ def load_snapshot(path: str | Path) -> Catalog:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise CatalogError(f"cannot read snapshot {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        reason = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+        raise CatalogError(f"{path}: not a snapshot ({reason})") from None
     return parse_snapshot(text, str(path))
 
 
@@ -295,12 +298,19 @@ def fetch_catalog(url: str, *, timeout_ms: int = 10_000) -> Catalog:
     """Connect to the engine at ``url`` as a transient worker, read the catalog, disconnect.
 
     Raises:
-        CatalogError: the engine cannot be reached, or a reply is malformed.
+        CatalogError: the address is malformed, the engine cannot be reached, or a reply is
+            malformed.
     """
     import os
 
     from iii_typed import InitOptions, OtelConfig, ReconnectionConfig, register_worker
+    from iii_typed.client import resolve_engine_url
     from iii_typed.errors import IIIError
+
+    try:
+        url = resolve_engine_url(url)
+    except ValueError as exc:  # a malformed address is a usage error, not a crash
+        raise CatalogError(str(exc)) from None
 
     options = InitOptions(
         # One name per process: two concurrent runs must not contend for one worker lease.

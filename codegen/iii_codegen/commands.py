@@ -12,7 +12,7 @@
     Write (or check) ``schema/catalog/catalog.v1.schema.json`` from the snapshot model.
 
 Exit codes: 0 written or unchanged, 1 ``--check`` found a difference, 2 usage, configuration,
-catalog or connection errors. Warnings go to stderr; an unchanged file is not rewritten.
+catalog, output-file or connection errors. Warnings go to stderr; an unchanged file is not rewritten.
 """
 
 from __future__ import annotations
@@ -43,6 +43,28 @@ def _err(message: str) -> None:
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
+
+
+def _existing_text(path: Path) -> str | None:
+    """The text of an output file already there, or ``None`` (absent, a folder, unreadable or not
+    UTF-8 text: it is then simply replaced, or reported by :func:`_write_output`)."""
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _write_output(path: Path, text: str) -> bool:
+    """Write ``text`` to ``path`` (creating folders); on failure print why and return ``False``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        reason = "it is a folder" if path.is_dir() else (exc.strerror or str(exc))
+        _err(f"cannot write {path}: {reason}")
+        return False
+    print(f"wrote {path}")
+    return True
 
 
 def _load_catalog(args: argparse.Namespace) -> Catalog:
@@ -112,7 +134,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         return 2
     drift = False
     for path, source, digests in results:
-        old = path.read_text(encoding="utf-8") if path.is_file() else None
+        old = _existing_text(path)
         if args.check:
             report = check_report(str(path), old, source, digests)
             if report:
@@ -122,10 +144,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                 print(f"up to date {path}")
         elif old == source:
             print(f"unchanged {path}")
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(source, encoding="utf-8")
-            print(f"wrote {path}")
+        elif not _write_output(path, source):
+            return 2
     if drift:
         print(
             "generated stubs differ from the catalog:"
@@ -151,7 +171,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         catalog = only(catalog, spec)
     text = dump_snapshot(catalog)
     path = Path(args.output)
-    old = path.read_text(encoding="utf-8") if path.is_file() else None
+    old = _existing_text(path)
     if args.check:
         if old == text:
             print(f"up to date {path}")
@@ -160,10 +180,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         return 1
     if old == text:
         print(f"unchanged {path}")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
+    elif not _write_output(path, text):
+        return 2
     return 0
 
 

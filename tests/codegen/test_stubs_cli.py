@@ -163,3 +163,36 @@ def test_invalid_snapshot_exits_2(tmp_path: Path, capsys: Capsys) -> None:
     )
     code, _, stderr = _run(capsys, "generate", "--snapshot", str(snap), "-o", str(tmp_path / "o.py"))
     assert code == 2 and "functions.0.function_id" in stderr
+
+
+def test_unreadable_snapshots_and_unwritable_outputs_exit_2_with_a_message(
+    tmp_path: Path, capsys: Capsys
+) -> None:
+    """Bad files and paths are usage errors: one line on stderr and exit 2, never a traceback."""
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xba\xff\x00garbage")
+    code, _, stderr = _run(capsys, "generate", "--snapshot", str(binary), "-o", str(tmp_path / "o.py"))
+    assert code == 2 and "binary.json" in stderr and "UTF-8" in stderr
+    snap = _snapshot(tmp_path / "cat.json", {"a::b": OBJ})
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    for target, what in [(tmp_path, "o.py is a folder"), (blocked / "o.py", "parent is a file")]:
+        code, stdout, stderr = _run(capsys, "generate", "--snapshot", str(snap), "-o", str(target))
+        assert code == 2, what
+        assert f"cannot write {target}" in stderr and "Traceback" not in stderr, what
+        assert stdout == ""
+    not_text = tmp_path / "old.py"
+    not_text.write_bytes(b"\xff\xfe binary")  # an existing -o file that is not text is replaced
+    assert _run(capsys, "generate", "--snapshot", str(snap), "-o", str(not_text))[0] == 0
+    assert not_text.read_text(encoding="utf-8").startswith("# Code generated")
+
+
+def test_a_malformed_url_exits_2(tmp_path: Path, capsys: Capsys) -> None:
+    """A malformed ``--url`` is a usage error (it raised ValueError with a traceback)."""
+    for argv in (
+        ["generate", "--url", "garbage", "-o", str(tmp_path / "o.py")],
+        ["snapshot", "--url", "http://x", "-o", str(tmp_path / "s.json")],
+    ):
+        code, _, stderr = _run(capsys, *argv)
+        assert code == 2, argv
+        assert "is not a ws:// or wss:// URL" in stderr
