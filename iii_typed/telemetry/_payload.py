@@ -16,12 +16,26 @@ import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
+from pydantic_core import to_jsonable_python
+
 from ._encode import dumps
 
-__all__ = ["REDACTED", "SENSITIVE_PARTS", "TRUNCATED_MARK", "capture", "is_sensitive", "redact"]
+__all__ = [
+    "MAX_DEPTH",
+    "NOT_CAPTURED",
+    "REDACTED",
+    "SENSITIVE_PARTS",
+    "TOO_DEEP",
+    "TRUNCATED_MARK",
+    "capture",
+    "is_sensitive",
+    "redact",
+]
 
 #: Replacement of a sensitive value.
 REDACTED: Final = "[REDACTED]"
+#: The capture of a value that could not be walked for redaction.
+NOT_CAPTURED: Final = '"[not captured]"'
 #: Appended to a cut payload.
 TRUNCATED_MARK: Final = "…[truncated]"
 #: Lower-case fragments that make a key sensitive.
@@ -55,55 +69,97 @@ def is_sensitive(key: str) -> bool:
 
 
 _CONTAINERS: Final = (dict, list, tuple)
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+#: Containers nested deeper than this are not walked: capture writes :data:`TOO_DEEP` instead
+#: (this also ends cyclic structures).
+MAX_DEPTH: Final = 64
+#: Replacement of a container nested deeper than :data:`MAX_DEPTH`.
+TOO_DEEP: Final = "[too deep]"
 
 
-def redact(value: Any) -> Any:
-    """A copy of ``value`` with the values of sensitive keys replaced, at any depth."""
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with the values of sensitive keys replaced, down to :data:`MAX_DEPTH`
+    levels (deeper containers, and so cycles, become :data:`TOO_DEEP`).
+
+    Other objects (pydantic models, dataclasses, UUIDs, sets…) are first turned into their JSON
+    form, as on the wire, so a model's sensitive fields are redacted too.
+
+    Raises:
+        ValueError: an object's JSON form cannot be built (e.g. a cycle through a model).
+    """
     if isinstance(value, Mapping):
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
         return {
-            k: (REDACTED if isinstance(k, str) and is_sensitive(k) else redact(v)) for k, v in value.items()
+            k: (REDACTED if isinstance(k, str) and is_sensitive(k) else redact(v, depth + 1))
+            for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    return value
+        if depth >= MAX_DEPTH:
+            return TOO_DEEP
+        return [redact(item, depth + 1) for item in value]
+    if isinstance(value, _SCALARS):
+        return value
+    if depth >= MAX_DEPTH:
+        return TOO_DEEP
+    return redact(to_jsonable_python(value, by_alias=True, fallback=str), depth + 1)
 
 
 def _needs_redaction(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` holds a sensitive key anywhere (concrete types first: this runs on every
+    """Whether ``value`` may hold a sensitive key: one is found, or an object (a model, a
+    dataclass…) must be put in its JSON form to tell (concrete types first: this runs on every
     captured payload)."""
-    if depth > 64:
+    if depth > MAX_DEPTH:
         return True
     kind = type(value)
     if kind is dict:
         for key, item in value.items():
             if type(key) is str and is_sensitive(key):
                 return True
-            if type(item) in _CONTAINERS and _needs_redaction(item, depth + 1):
+            if type(item) not in _SCALARS and _needs_redaction(item, depth + 1):
                 return True
         return False
     if kind is list or kind is tuple:
         for item in value:  # noqa: SIM110 - a plain loop: faster than any() with a generator
-            if type(item) in _CONTAINERS and _needs_redaction(item, depth + 1):
+            if type(item) not in _SCALARS and _needs_redaction(item, depth + 1):
                 return True
+        return False
+    if kind in _SCALARS:
         return False
     if isinstance(value, Mapping):
         return _needs_redaction(dict(value), depth)
     if isinstance(value, list | tuple):
         return _needs_redaction(list(value), depth)
-    return False
+    return not isinstance(value, _SCALARS)
+
+
+def _as_text(value: Any) -> str:
+    """``str(value)`` as valid UTF-8 text (lone surrogates escaped), or the type name when even
+    ``str`` fails (a custom ``__str__`` raising, a structure nested beyond the recursion limit)."""
+    try:
+        text = str(value)
+    except Exception:
+        text = f"<{type(value).__name__} without a text form>"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def capture(value: Any, max_bytes: int | None) -> tuple[str, bool]:
     """The redacted JSON text of ``value`` and whether it was cut to ``max_bytes`` bytes.
 
-    Values without a JSON form are written as their ``str`` (a captured payload never raises).
+    Values without a JSON form are written as their ``str`` (cycles, nesting beyond the encoder's
+    limit, lone surrogates…). Capturing never raises: it runs after the handler, and an exception
+    here would lose the invocation's answer.
     """
-    if _needs_redaction(value):
-        value = redact(value)
+    try:
+        if _needs_redaction(value):
+            value = redact(value)
+    except Exception:  # a mapping that cannot be walked: capture nothing rather than a secret
+        return NOT_CAPTURED, False
     try:
         data = dumps(value)
-    except (TypeError, ValueError, RecursionError):
-        data = dumps(str(value))
+    except Exception:
+        data = dumps(_as_text(value))
     if max_bytes is None or len(data) <= max_bytes:
         return data.decode("utf-8", errors="replace"), False
     mark = TRUNCATED_MARK.encode()

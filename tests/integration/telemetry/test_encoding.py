@@ -3,6 +3,7 @@ resolution (protocol.md §8.1-§8.3). No sockets: private providers only, nothin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -16,6 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import BaseModel, Field
 
 from iii_typed import InitOptions, OtelConfig
 from iii_typed.engine.builtins._otel_parse import (
@@ -231,6 +233,59 @@ def test_payload_capture_redacts_and_cuts_on_a_character_boundary():
     assert text[: -len(TRUNCATED_MARK)].strip('"é') == ""
     text, _ = capture({"obj": object()}, None)
     assert json.loads(text)["obj"].startswith("<object object")
+
+
+def test_payload_capture_never_raises_and_never_leaks_a_secret():
+    """A handler's input or result is captured after the handler ran: if capture raised, the
+    caller's answer was lost (it waited for its timeout). Cycles, deep nesting, lone surrogates and
+    unprintable objects are described instead, and redaction still applies."""
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+    cyclic: dict[str, Any] = {"password": "hunter2"}
+    cyclic["self"] = cyclic
+    deep: list[Any] = []
+    node = deep
+    for _ in range(3000):
+        node.append([])
+        node = node[0]
+    deep_secret: dict[str, Any] = {"api_key": "k-123"}
+    inner = deep_secret
+    for _ in range(3000):
+        inner["next"] = {"token": "t-456"}
+        inner = inner["next"]
+    values = [cyclic, deep, deep_secret, "\ud800 lone", {"\udfff": 1}, Unprintable(), [Unprintable()]]
+    for value in values:
+        text, _ = capture(value, None)
+        text.encode("utf-8")  # valid UTF-8 text
+        assert "hunter2" not in text and "k-123" not in text and "t-456" not in text
+    assert "[REDACTED]" in capture(cyclic, None)[0]
+    assert "ud800" in capture("\ud800 lone", None)[0]
+
+
+def test_payload_capture_redacts_models_and_dataclasses():
+    """A handler returning a pydantic model or a dataclass had its fields captured unredacted (the
+    model was written as its ``str``): they are captured in their JSON form, as on the wire."""
+
+    class Account(BaseModel):
+        user: str
+        password: str
+        key: str = Field(alias="apiKey")
+
+    @dataclasses.dataclass
+    class Login:
+        user: str
+        access_token: str
+
+    account = Account(user="ada", password="hunter2", apiKey="k-123")
+    text, _ = capture({"accounts": [account], "login": Login("ada", "t-456")}, None)
+    assert json.loads(text) == {
+        "accounts": [{"user": "ada", "password": "[REDACTED]", "apiKey": "[REDACTED]"}],
+        "login": {"user": "ada", "access_token": "[REDACTED]"},
+    }
+    assert json.loads(capture(account, None)[0])["password"] == "[REDACTED]"
 
 
 def test_options_resolve_against_the_environment(monkeypatch, caplog):
