@@ -327,9 +327,13 @@ def test_streamed_results_with_cancelled_readers_leave_nothing_behind(engine: En
 
         wait_for(forgotten, timeout=10, what="all 100 channels forgotten")
         wait_for(lambda: len(outcomes) == 100, timeout=10, what="every pump finished")
-        assert outcomes.count("ok") == 90
+        # The 90 streams read to the end all succeeded. A held pump either learns that its reader
+        # went away (its next write fails) or, when it wrote and closed before the engine had
+        # processed the reader's close, finished into the buffer: a writer that already ended has
+        # nobody left to tell. Either way nothing else may fail.
         failures = [outcome for outcome in outcomes if outcome != "ok"]
-        assert len(failures) == 10 and all("went away" in failure for failure in failures), failures
+        assert outcomes.count("ok") >= 90, failures
+        assert len(failures) <= 10 and all("went away" in failure for failure in failures), failures
 
 
 async def _gather(coros: Any) -> list[Any]:
