@@ -17,13 +17,17 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from iii_typed.demo import WORKER_FUNCTIONS
+
 from .catalog import Catalog, fetch_catalog
 from .config import OutputSpec, only
 
 __all__ = ["EXAMPLE_FUNCTIONS", "EXAMPLE_GLOBS", "demo_snapshot", "main"]
 
-#: The functions of ``examples/orders_worker.py``.
-EXAMPLE_FUNCTIONS = ("orders::cancel", "orders::create", "orders::get", "orders::list")
+#: The functions of ``examples/orders_worker.py`` (one list, shared with ``iii-typed demo``): the
+#: snapshot is taken only once every one of them is registered, so it never catches a half-registered
+#: worker.
+EXAMPLE_FUNCTIONS = WORKER_FUNCTIONS
 EXAMPLE_GLOBS = ("orders::*",)
 
 
@@ -75,6 +79,8 @@ def demo_snapshot(root: Path, expect: Sequence[str] = EXAMPLE_FUNCTIONS, timeout
                 time.sleep(0.1)
         finally:
             _stop(worker)
+            if worker.stderr is not None:
+                worker.stderr.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
