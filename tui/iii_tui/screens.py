@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual.app import ComposeResult
@@ -23,6 +24,7 @@ from .views import (
     channel_rows,
     dlq_message_rows,
     dlq_rows,
+    format_bytes,
     function_rows,
     invocation_cells,
     log_cells,
@@ -265,6 +267,10 @@ class _TableScreen(DashScreen):
         """Redraw the detail pane for the selected row."""
 
 
+def _metric(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 class WorkersScreen(_TableScreen):
     """Connected workers with runtime, version, pid, functions, activity and resource sparklines."""
 
@@ -309,10 +315,11 @@ class WorkersScreen(_TableScreen):
         detail = as_dict(info.get("worker"))
         history = list(store.worker_metrics.get(key or "", ()))
 
-        def series(name: str) -> str:
-            values = [float(m.get(name) or 0.0) for m in history]
-            last = values[-1] if values else None
-            return f"{sparkline(values, 30)} {last if last is not None else '-'}"
+        def series(name: str, unit: Callable[[float], str]) -> str:
+            values = [_metric(m.get(name)) for m in history]
+            last = history[-1].get(name) if history else None
+            shown = unit(float(last)) if isinstance(last, int | float) and not isinstance(last, bool) else "-"
+            return f"{sparkline(values, 30)} {shown}"
 
         fns = [clean_text(as_dict(f).get("function_id")) for f in as_list(info.get("functions"))]
 
@@ -322,10 +329,10 @@ class WorkersScreen(_TableScreen):
         lines = [
             f"[b]{g('name')}[/b]  id {escape(str(key))}  ns {g('namespace')}",
             f"runtime {g('runtime')} {g('version')}  pid {detail.get('pid', '-')}"
-            f"  os {g('os')}  ip {g('ip_address')}",
-            f"cpu %  {series('cpu_percent')}",
-            f"rss    {series('memory_rss')}",
-            f"lag ms {series('event_loop_lag_ms')}",
+            f"  os {g('os')}  ip {g('ip_address')}  metrics: {len(history)} sample(s)",
+            f"cpu    {series('cpu_percent', lambda v: f'{v:.1f} %')}",
+            f"rss    {series('memory_rss', format_bytes)}",
+            f"lag    {series('event_loop_lag_ms', lambda v: f'{v:.2f} ms')}",
             f"functions: {escape(', '.join(fns)) if fns else '-'}",
         ]
         pane.update("\n".join(lines))
@@ -678,10 +685,10 @@ class TraceScreen(DashScreen):
             self.ring.set_items([])
             self.query_one("#detail", Static).update("Open one from Invocations (Enter or t).")
             return
-        rows = waterfall_rows(store.trace_spans(tid))
+        rows = waterfall_rows(store.trace_spans(tid), store.worker_of)
         self._total = total_ms(rows) or 1.0
         self.set_title(f"{tid} · {len(rows)} span(s) · {self._total:.1f} ms")
-        head.update(f" {'SPAN':<30} {'SERVICE':<12} {'DURATION':>10} 0 … {self._total:.1f} ms")
+        head.update(f" {'SPAN':<30} {'WORKER':<12} {'DURATION':>10} 0 … {self._total:.1f} ms")
         self.ring.set_items(rows)
         if self.ring.cursor is None and rows:
             self.ring.cursor = 0
@@ -840,13 +847,14 @@ class ChannelsScreen(_TableScreen):
 
 
 class StreamsScreen(_TableScreen):
-    """Streams (``stream::list_all``) and state scopes (``state::list_groups``)."""
+    """Streams (``stream::list_all``; Enter loads a stream's items with ``stream::list`` per
+    group) and state scopes (``state::list_groups``; Enter loads ``state::list``)."""
 
     NAME = "streams"
     SECTIONS = ("streams",)
     TABLE_COLUMNS = COLUMNS["streams"]
     FILTER_FIELDS: ClassVar[set[str]] = {"stream", "id", "group", "scope"}
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open_scope", "Items", show=False)]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open_selected", "Items", show=False)]
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="streams-body"):
@@ -863,26 +871,58 @@ class StreamsScreen(_TableScreen):
         self.set_title(f"{len(rows)} stream(s) · {len(states)} state scope(s)")
         self.update_detail()
 
+    def on_descendant_focus(self) -> None:
+        self.update_detail()
+
     def update_detail(self) -> None:
-        scope = self.query_one("#state-table", KeyedTable).selected_key
-        items = self.dash.store.state_items.get(scope or "")
         pane = self.query_one("#detail", Static)
-        if scope is None:
+        states = self.query_one("#state-table", KeyedTable)
+        if states.has_focus:
+            scope = states.selected_key
+            items = self.dash.store.state_items.get(scope or "")
+            if scope is None:
+                pane.update("")
+            elif items is None:
+                pane.update(f"scope {escape(scope)}: Enter loads its items")
+            else:
+                pane.update(f"scope {escape(scope)}: {len(items)} item(s)\n" + escape(clean_text(items, 800)))
+            return
+        stream = self.table.selected_key
+        groups = self.dash.store.stream_items.get(stream or "")
+        if stream is None:
             pane.update("")
-        elif items is None:
-            pane.update(f"scope {escape(scope)}: Enter on the state table loads its items")
+        elif groups is None:
+            pane.update(f"stream {escape(stream)}: Enter loads its items")
         else:
-            pane.update(f"scope {escape(scope)}: {len(items)} item(s)\n" + escape(clean_text(items, 800)))
+            lines = [f"stream {escape(stream)}: {sum(len(v) for v in groups.values())} item(s)"]
+            for group, items in list(groups.items())[:8]:
+                lines.append(f"  {escape(group)} ({len(items)}): {escape(clean_text(items, 300))}")
+            pane.update("\n".join(lines))
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.table.id == "state-table":
             self.action_open_scope()
+        else:
+            self.action_open_stream()
+
+    def action_open_selected(self) -> None:
+        """Load the items of the selected stream or state scope (whichever table has focus)."""
+        if self.query_one("#state-table", KeyedTable).has_focus:
+            self.action_open_scope()
+        else:
+            self.action_open_stream()
 
     def action_open_scope(self) -> None:
         """Load the items of the selected state scope."""
         scope = self.query_one("#state-table", KeyedTable).selected_key
         if scope:
             self.dash.source.request("state_items", scope)
+
+    def action_open_stream(self) -> None:
+        """Load the items of every group of the selected stream."""
+        stream = self.table.selected_key
+        if stream:
+            self.dash.source.request("stream_items", stream)
 
 
 class QueuesScreen(_TableScreen):

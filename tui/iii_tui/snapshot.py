@@ -14,7 +14,7 @@ from .clock import ManualClock
 from .session import SessionWriter
 from .source import EngineSource
 from .store import Event, Store
-from .views import SCREENS, screen_text
+from .views import SCREENS, default_trace, screen_text
 
 __all__ = ["DEFAULT_SIZE", "exit_code", "rendered_text", "snapshot_engine", "write_snapshots"]
 
@@ -58,6 +58,7 @@ async def write_snapshots(
     out = Path(out_dir)
     written = _write_texts(store, out)
     app = IIIApp(NullSource(), store=store, clock=ManualClock(store.now), readonly=True)
+    app.current_trace = default_trace(store)
 
     async def pilot(p: Pilot[object]) -> None:
         for name in SCREENS:

@@ -105,6 +105,9 @@ class EngineSource:
         self._worker_cursor = 0
         self._tag = uuid.uuid4().hex[:8]
         self.state_changes = 0
+        #: Records received through the ``log`` trigger, ``trace`` trigger calls received.
+        self.pushed_logs = 0
+        self.pushed_traces = 0
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -341,10 +344,12 @@ class EngineSource:
 
         async def on_log(data: Any) -> None:
             self._push_logs_seen = True
+            self.pushed_logs += 1
             self._threadsafe(self._emit, "logs", {"logs": [data]})
 
         async def on_trace(data: Any) -> None:
             self._push_traces_seen = True
+            self.pushed_traces += 1
             ids = [i for i in as_list(as_dict(data).get("trace_ids")) if isinstance(i, str)]
             if ids:
                 self._threadsafe(self._spawn_trace_fetch, ids)
@@ -429,7 +434,7 @@ class EngineSource:
 
     def request(self, kind: str, arg: str) -> None:
         """Fetch a detail now (``function_info``, ``worker_info``, ``trace_tree``, ``state_items``,
-        ``dlq_messages``); the answer arrives as an event of that kind."""
+        ``stream_items``, ``dlq_messages``); the answer arrives as an event of that kind."""
         if self._iii is None:
             return
         if kind == "function_info":
@@ -452,6 +457,8 @@ class EngineSource:
                     self._emit("state_items", {"scope": arg, "items": result})
 
             self._spawn(items())
+        elif kind == "stream_items":
+            self._spawn(self._stream_items(arg))
         elif kind == "dlq_messages":
 
             async def messages() -> None:
@@ -463,6 +470,24 @@ class EngineSource:
             self._spawn(messages())
         elif kind in self._polls():
             self.wake(kind)
+
+    async def _stream_items(self, stream: str) -> None:
+        """``stream::list_groups`` then ``stream::list`` of each group (at most
+        :data:`DETAIL_FANOUT`), emitted as one ``stream_items`` event."""
+        groups = await self._read("stream::list_groups", {"stream_name": stream})
+        names = [g for g in as_list(groups) if isinstance(g, str)][:DETAIL_FANOUT]
+        if groups is None:
+            return
+        answers = await asyncio.gather(
+            *(self._read("stream::list", {"stream_name": stream, "group_id": g}) for g in names)
+        )
+        self._emit(
+            "stream_items",
+            {
+                "stream": stream,
+                "groups": {g: as_list(items) for g, items in zip(names, answers, strict=True)},
+            },
+        )
 
     async def call(self, function_id: str, payload: Any, timeout_ms: int = 30000) -> Any:
         """Invoke any function (a writing action: refused in read-only mode).

@@ -28,7 +28,10 @@ __all__ = [
     "as_dict",
     "as_list",
     "clean_text",
+    "is_function_span",
+    "is_root_span",
     "percentile",
+    "span_function",
 ]
 
 #: Longest text kept for one displayed value (the rest is replaced by a "+N chars" note).
@@ -129,11 +132,17 @@ def _attrs(span: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-_FN_ATTRS = ("iii.function_id", "iii.function.id", "function_id", "faas.name", "iii.function")
+#: Attributes naming the function a span ran; the SDKs write ``iii.function.id`` (telemetry.md).
+_FN_ATTRS = ("iii.function.id", "iii.function_id", "function_id", "faas.name", "iii.function")
+#: Span-name prefixes of invocations: ``execute <fn>`` (a worker's handler span), ``call <fn>``
+#: (the engine's span of a built-in called with a trace context).
+_FN_PREFIXES = ("execute ", "call ", "invoke ", "trigger ")
+_NO_PARENT = frozenset({"", "0" * 16, "0" * 32})
 
 
 def span_function(span: Mapping[str, Any]) -> str:
-    """The function a span ran: a function-id attribute, else the span name."""
+    """The function a span ran: a function-id attribute, else the span name without its
+    ``execute ``/``call `` prefix, else the span name."""
     attrs = _attrs(span)
     for key in _FN_ATTRS:
         value = attrs.get(key)
@@ -142,15 +151,42 @@ def span_function(span: Mapping[str, Any]) -> str:
     name = span.get("name")
     if not isinstance(name, str):
         return "?"
-    for prefix in ("call ", "invoke ", "trigger "):
-        if name.startswith(prefix):
+    for prefix in _FN_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
             return name[len(prefix) :]
     return name
 
 
+def is_function_span(span: Mapping[str, Any]) -> bool:
+    """Whether a span is one function invocation (not an application or HTTP-client span)."""
+    attrs = _attrs(span)
+    if any(isinstance(attrs.get(key), str) and attrs.get(key) for key in _FN_ATTRS):
+        return True
+    name = span.get("name")
+    return isinstance(name, str) and name.startswith(_FN_PREFIXES)
+
+
+def is_root_span(span: Mapping[str, Any]) -> bool:
+    """A span without a parent: ``parent_span_id`` null, empty or all zeros (the engine stores
+    ``null``; OTLP writers use the others)."""
+    parent = span.get("parent_span_id")
+    return not isinstance(parent, str) or parent in _NO_PARENT
+
+
+def _log_time(rec: Mapping[str, Any]) -> float:
+    return _num(rec.get("timestamp_unix_nano")) or _num(rec.get("observed_timestamp_unix_nano")) or 0.0
+
+
 @dataclass(slots=True)
 class Invocation:
-    """One invocation, built from a root span (or from the dashboard's own invoke)."""
+    """One invocation, built from a root span.
+
+    Attributes:
+        worker: The name of the worker serving ``function`` (from the function registry), or ""
+            while unknown; spans carry only the OpenTelemetry service name, which every worker
+            of a process shares (``iii-python-sdk`` by default).
+        service: The span's ``service_name``.
+    """
 
     trace_id: str
     span_id: str
@@ -160,18 +196,24 @@ class Invocation:
     start: float
     duration_ms: float | None
     error: str = ""
+    service: str = ""
 
     @property
     def key(self) -> str:
         """``trace_id/span_id``."""
         return f"{self.trace_id}/{self.span_id}"
 
+    @property
+    def shown_worker(self) -> str:
+        """The worker name, else the service name."""
+        return self.worker or self.service
+
     def row(self) -> dict[str, object]:
         """Fields for the filter grammar."""
         return {
             "function": self.function,
-            "worker": self.worker,
-            "service": self.worker,
+            "worker": self.shown_worker,
+            "service": self.service,
             "status": self.status,
             "duration": self.duration_ms if self.duration_ms is not None else -1.0,
             "trace": self.trace_id,
@@ -329,6 +371,7 @@ class Store:
         self.last_span_ns = 0
         self.channels: list[dict[str, Any]] = []
         self.streams: list[dict[str, Any]] = []
+        self.stream_items: dict[str, dict[str, list[Any]]] = {}
         self.state_groups: list[str] = []
         self.state_items: dict[str, list[Any]] = {}
         self.queues: dict[str, dict[str, Any]] = {}
@@ -351,6 +394,11 @@ class Store:
     def is_missing(self, function_id: str) -> bool:
         """Whether the engine answered ``function_not_found`` for ``function_id``."""
         return function_id in self.missing
+
+    def worker_of(self, function_id: str) -> str:
+        """The name of the worker serving ``function_id`` ("" when the function is unknown)."""
+        name = as_dict(self.functions.get(function_id)).get("worker_name")
+        return clean_text(name, 120) if isinstance(name, str) else ""
 
     def view_missing(self, view: str) -> list[str]:
         """The functions of ``view`` the engine lacks (all of them means the view is empty)."""
@@ -412,6 +460,11 @@ class Store:
                     self.feed.append((t, f"function removed: {fid}"))
             self.functions = new
             self.touch("functions", "feed")
+            if any(not inv.worker for inv in self.invocations):
+                for inv in self.invocations:
+                    if not inv.worker:
+                        inv.worker = self.worker_of(inv.function)
+                self.touch("invocations")
 
     def _on_function_info(self, t: float, data: Any) -> None:
         d = as_dict(data)
@@ -508,29 +561,41 @@ class Store:
             spans = self.traces[trace_id] = {}
             while len(self.traces) > self.limits.traces:
                 self.traces.popitem(last=False)
+        previous = spans.get(span_id)
         if len(spans) < self.limits.spans_per_trace or span_id in spans:
             spans[span_id] = span
         start_ns = _num(span.get("start_time_unix_nano")) or 0.0
         end_ns = _num(span.get("end_time_unix_nano"))
         self.last_span_ns = max(self.last_span_ns, int(start_ns))
-        if span.get("parent_span_id"):
-            return True
         pending = bool(span.get("pending")) or not end_ns
         status = "running" if pending else clean_text(span.get("status") or "unset", 20)
         duration = None if pending or end_ns is None else max(0.0, (end_ns - start_ns) / 1e6)
+        if not is_root_span(span):
+            # A nested invocation (B called by A's handler) counts for B's statistics; only
+            # roots make the invocation stream.
+            was_done = (
+                previous is not None and not previous.get("pending") and previous.get("end_time_unix_nano")
+            )
+            if not pending and not was_done and is_function_span(span):
+                stats = self.fn_stats.setdefault(clean_text(span_function(span), 300), FnStats())
+                stats.add(start_ns / 1e9, duration, status == "error")
+                self.touch("stats")
+            return True
         key = f"{trace_id}/{span_id}"
         inv = self._inv_index.get(key)
         was_running = inv is None or inv.status == "running"
         if inv is None:
+            function = clean_text(span_function(span), 300)
             inv = Invocation(
                 trace_id=trace_id,
                 span_id=span_id,
-                function=clean_text(span_function(span), 300),
-                worker=clean_text(span.get("service_name") or "", 120),
+                function=function,
+                worker=self.worker_of(function),
                 status=status,
                 start=start_ns / 1e9,
                 duration_ms=duration,
                 error=clean_text(span.get("status_description") or "", 500),
+                service=clean_text(span.get("service_name") or "", 120),
             )
             if len(self.invocations) == self.invocations.maxlen:
                 old = self.invocations[0]
@@ -566,15 +631,19 @@ class Store:
 
     def _on_logs(self, t: float, data: Any) -> None:
         rows = as_list(as_dict(data).get("logs")) if isinstance(data, dict) else as_list(data)
+        records = [rec for rec in rows if isinstance(rec, dict)]
+        # engine::logs::list answers newest first; the tail shows the oldest first. Reversing
+        # before the (stable) sort keeps records with equal timestamps in the engine's order.
+        records.reverse()
+        records.sort(key=_log_time)
         added = False
-        for rec in rows:
-            if isinstance(rec, dict):
-                added |= self._add_log(rec)
+        for rec in records:
+            added |= self._add_log(rec)
         if added:
             self.touch("logs")
 
     def _add_log(self, rec: dict[str, Any]) -> bool:
-        ts_ns = _num(rec.get("timestamp_unix_nano")) or _num(rec.get("observed_timestamp_unix_nano")) or 0.0
+        ts_ns = _log_time(rec)
         body = rec.get("body")
         ident = f"{int(ts_ns)}|{rec.get('span_id')}|{str(body)[:64]}"
         if ident in self._log_seen_set:
@@ -615,6 +684,14 @@ class Store:
         new = [r for r in rows if isinstance(r, dict)]
         if new != self.streams:
             self.streams = new
+            self.touch("streams")
+
+    def _on_stream_items(self, t: float, data: Any) -> None:
+        d = as_dict(data)
+        stream = d.get("stream")
+        if isinstance(stream, str):
+            groups = as_dict(d.get("groups"))
+            self.stream_items[stream] = {clean_text(g, 200): as_list(items) for g, items in groups.items()}
             self.touch("streams")
 
     def _on_state_groups(self, t: float, data: Any) -> None:

@@ -21,9 +21,13 @@ __all__ = [
     "SCREENS",
     "SCREEN_TITLES",
     "Row",
+    "channel_owner",
     "channel_rows",
+    "channel_state",
+    "default_trace",
     "dlq_message_rows",
     "dlq_rows",
+    "format_bytes",
     "function_rows",
     "invocation_cells",
     "is_internal",
@@ -105,7 +109,8 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
 
-def _bytes(value: Any) -> str:
+def format_bytes(value: Any) -> str:
+    """A byte count as B/KiB/MiB/GiB ("-" for anything that is not a number)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return "-"
     size = float(value)
@@ -148,7 +153,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "invocations": ("TIME", "STATUS", "DURATION", "FUNCTION", "WORKER", "TRACE", "ERROR"),
     "logs": ("TIME", "LEVEL", "SERVICE", "TRACE", "MESSAGE"),
     "channels": ("CHANNEL", "STATE", "READER", "WRITER", "MESSAGES", "BYTES", "OWNER", "AGE"),
-    "streams": ("STREAM", "GROUPS", "GROUP IDS"),
+    "streams": ("STREAM", "GROUPS", "ITEMS", "GROUP IDS"),
     "state": ("SCOPE", "ITEMS"),
     "queues": ("TOPIC", "BROKER", "DEPTH", "CONSUMERS", "DLQ"),
     "dlq": ("DLQ TOPIC", "MESSAGES"),
@@ -186,7 +191,7 @@ def worker_rows(store: Store, flt: Filter | None = None) -> list[Row]:
                     _s(w.get("function_count")),
                     _s(w.get("active_invocations")),
                     "-" if not isinstance(cpu, int | float) else f"{cpu:.1f}",
-                    _bytes(latest.get("memory_rss")),
+                    format_bytes(latest.get("memory_rss")),
                     sparkline(cpu_series, 10),
                     format_age(age),
                 ),
@@ -318,7 +323,7 @@ def invocation_cells(inv: Invocation) -> tuple[str, ...]:
         inv.status,
         _ms(inv.duration_ms),
         inv.function,
-        inv.worker or "-",
+        inv.shown_worker or "-",
         inv.trace_id,
         inv.error,
     )
@@ -336,18 +341,54 @@ def _first(d: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def channel_state(ch: dict[str, Any]) -> str:
+    """A channel's state from its sides (``engine::channels::list`` has no state of its own):
+    ``broken`` (an error), ``done`` (both sides finished), ``ended`` (the writer ended, the reader
+    is still draining), ``open`` (both sides connected), else ``waiting`` (a side has not
+    connected yet). A ``state``/``status`` field, where an engine sends one, wins."""
+    given = _first(ch, "state", "status")
+    if given is not None:
+        return _s(given)
+    if ch.get("error"):
+        return "broken"
+    sides = [_side(_first(ch, "reader", "reader_connected")), _side(_first(ch, "writer", "writer_connected"))]
+    if sides == ["done", "done"]:
+        return "done"
+    if ch.get("ended"):
+        return "ended"
+    if all(side in ("connected", "open") for side in sides):
+        return "open"
+    return "waiting"
+
+
+def channel_owner(store: Store, ch: dict[str, Any]) -> str:
+    """Who created a channel: the built-in (``owner``, e.g. ``iii-http``), else the creating
+    worker's name (``owner_worker_id`` looked up in the worker list), else its id."""
+    owner = _first(ch, "owner", "owner_worker_name", "owner_worker")
+    if owner is not None:
+        return _s(owner)
+    wid = ch.get("owner_worker_id")
+    if wid is None:
+        return "-"
+    worker = store.workers.get(clean_text(wid, 300))
+    name = as_dict(worker).get("name")
+    return clean_text(name, 120) if isinstance(name, str) and name else _s(wid)
+
+
 def channel_rows(store: Store, flt: Filter | None = None) -> list[Row]:
-    """Open channels (our ``engine::channels::list`` extension; field names read leniently)."""
+    """Open channels (our ``engine::channels::list`` extension, docs/channels.md): state, each
+    side's state (``connected``, ``waiting``, ``done``), messages and bytes the writer moved, the
+    owner and the age."""
     rows: list[Row] = []
     for ch in store.channels:
         cid = clean_text(_first(ch, "channel_id", "id") or "?", 200)
-        reader = _first(ch, "reader_connected", "reader")
-        writer = _first(ch, "writer_connected", "writer")
+        reader = _first(ch, "reader", "reader_connected")
+        writer = _first(ch, "writer", "writer_connected")
         created = _first(ch, "created_at_ms", "created_ms")
         age = store.now - created / 1000 if isinstance(created, int | float) and store.now else None
         messages = _first(ch, "messages", "messages_moved", "message_count")
-        state = _s(_first(ch, "state", "status"))
-        owner = _s(_first(ch, "owner_worker_name", "owner_worker", "owner", "owner_worker_id"))
+        state = channel_state(ch)
+        owner = channel_owner(store, ch)
         rows.append(
             Row(
                 cid,
@@ -357,17 +398,33 @@ def channel_rows(store: Store, flt: Filter | None = None) -> list[Row]:
                     _side(reader),
                     _side(writer),
                     _s(messages),
-                    _bytes(_first(ch, "bytes", "bytes_moved", "byte_count")),
+                    format_bytes(_first(ch, "bytes", "bytes_moved", "byte_count")),
                     owner,
                     format_age(age),
                 ),
-                {"channel": cid, "id": cid, "state": state, "owner": owner, "worker": owner},
+                {
+                    "channel": cid,
+                    "id": cid,
+                    "state": state,
+                    "reader": _side(reader),
+                    "writer": _side(writer),
+                    "owner": owner,
+                    "worker": owner,
+                    "messages": _num(messages),
+                    "bytes": _num(_first(ch, "bytes", "bytes_moved", "byte_count")),
+                },
+                "error" if state == "broken" else "",
             )
         )
     return _filtered(rows, flt)
 
 
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def _side(value: Any) -> str:
+    """One side of a channel: ``{"state": …}`` (the engine's shape) or a connected flag."""
     if value is True:
         return "open"
     if value is False:
@@ -378,15 +435,18 @@ def _side(value: Any) -> str:
 
 
 def stream_rows(store: Store, flt: Filter | None = None) -> list[Row]:
-    """Streams from ``stream::list_all``."""
+    """Streams from ``stream::list_all``; ``ITEMS`` once the stream was opened (``stream::list``
+    of each group)."""
     rows: list[Row] = []
     for st in store.streams:
         sid = clean_text(st.get("id") or st.get("stream_name") or "?", 200)
         groups = [clean_text(g, 100) for g in as_list(st.get("groups"))]
+        loaded = store.stream_items.get(sid)
+        items = "-" if loaded is None else str(sum(len(v) for v in loaded.values()))
         rows.append(
             Row(
                 sid,
-                (sid, str(len(groups)), ", ".join(groups)),
+                (sid, str(len(groups)), items, ", ".join(groups)),
                 {"stream": sid, "id": sid, "group": " ".join(groups)},
             )
         )
@@ -507,6 +567,19 @@ def _num_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+def default_trace(store: Store) -> str | None:
+    """The trace a snapshot shows: the newest invocation's trace that has more than one span
+    (a call chain), else the newest invocation's trace."""
+    newest: str | None = None
+    for count, inv in enumerate(reversed(store.invocations)):
+        newest = newest or inv.trace_id
+        if count >= 500:
+            break
+        if len(store.trace_spans(inv.trace_id)) > 1:
+            return inv.trace_id
+    return newest
+
+
 # -- plain text ----------------------------------------------------------------------------------
 def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [len(c) for c in columns]
@@ -546,14 +619,14 @@ def screen_text(store: Store, screen: str, trace_id: str | None = None) -> str:
     elif screen == "trace":
         from .waterfall import waterfall_rows
 
-        tid = trace_id or (store.invocations[-1].trace_id if store.invocations else None)
+        tid = trace_id or default_trace(store)
         if tid is None:
             out.append("no trace yet")
         else:
             out.append(f"trace {tid}")
-            rows = waterfall_rows(store.trace_spans(tid))
+            rows = waterfall_rows(store.trace_spans(tid), store.worker_of)
             out += _table(
-                ("SPAN", "NAME", "SERVICE", "START", "DURATION", "STATUS"),
+                ("SPAN", "NAME", "WORKER", "START", "DURATION", "STATUS"),
                 [
                     (
                         r.span_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,8 @@ class WaterfallRow:
         depth: Nesting level (0 for roots).
         span_id: The span id.
         name: Function or span name.
-        service: The service (worker) that reported it.
+        service: The worker serving the span's function (from the function registry), else the
+            span's service name.
         offset_ms: Start relative to the trace start.
         duration_ms: Length (``None`` while running).
         status: ``ok``, ``error``, ``unset`` or ``running``.
@@ -44,10 +45,13 @@ def _n(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def waterfall_rows(spans: Iterable[dict[str, Any]]) -> list[WaterfallRow]:
+def waterfall_rows(
+    spans: Iterable[dict[str, Any]], worker_of: Callable[[str], str] | None = None
+) -> list[WaterfallRow]:
     """Order a trace's spans as a tree (parents first, children by start time).
 
-    Spans whose parent is unknown are treated as roots; cycles are broken.
+    Spans whose parent is unknown are treated as roots; cycles are broken. ``worker_of`` maps a
+    function id to its worker's name (``""`` when unknown), shown instead of the service name.
     """
     by_id: dict[str, dict[str, Any]] = {}
     for span in spans:
@@ -92,12 +96,14 @@ def waterfall_rows(spans: Iterable[dict[str, Any]]) -> list[WaterfallRow]:
         seen.add(sid)
         span = by_id[sid]
         pending = bool(span.get("pending")) or not _n(span.get("end_time_unix_nano"))
+        function = clean_text(span_function(span), 200)
+        worker = worker_of(function) if worker_of is not None else ""
         rows.append(
             WaterfallRow(
                 depth=depth,
                 span_id=sid,
-                name=clean_text(span_function(span), 200),
-                service=clean_text(span.get("service_name") or "", 80),
+                name=function,
+                service=worker or clean_text(span.get("service_name") or "", 80),
                 offset_ms=(start(sid) - t0) / 1e6,
                 duration_ms=None if pending else (end(sid) - start(sid)) / 1e6,
                 status="running" if pending else clean_text(span.get("status") or "unset", 12),
