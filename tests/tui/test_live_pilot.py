@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from iii_tui.modals import InvokeScreen, ResultScreen
 from iii_tui.screens import DashScreen, FunctionsScreen, WorkersScreen
 from iii_tui.snapshot import rendered_text
@@ -165,16 +168,23 @@ async def test_readonly_disables_writing_actions(engine: EngineProcess, orders_w
         assert orders_worker.calls == []
 
 
-async def test_missing_views_say_so(engine: EngineProcess) -> None:
+async def test_missing_views_say_so(engine_factory: Callable[..., EngineProcess], tmp_path: Path) -> None:
+    """An engine without the queue built-in (the real engine's default) lacks engine::queue::*."""
+    config = tmp_path / "engine.toml"
+    config.write_text("[queue]\nenabled = false\n", encoding="utf-8")
+    engine = engine_factory(config=config)
     app = make_app(engine.url)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_until(lambda: app.store.functions, what="connected")
-        await pilot.press("8")
-        await wait_until(lambda: _mode(app) == "channels", what="channels")
-        if "engine::channels::list" in {f for f in app.store.functions}:
-            await wait_until(lambda: "engine::channels::list" not in app.store.missing, what="channels read")
-        else:
-            await wait_text(app, "engine::channels::list is missing")
+        await pilot.press("0")
+        await wait_until(lambda: _mode(app) == "queues", what="queues")
+        text = await wait_text(app, "engine::queue::list_topics")
+        assert "Not available on this engine" in text
+        assert app.store.view_missing("queues") == ["engine::queue::list_topics", "engine::queue::dlq_topics"]
+        await pilot.press("8")  # a view whose built-in runs says nothing of the kind
+        await wait_until(lambda: "engine::channels::list" in app.store.functions, what="channels listed")
+        assert not app.store.view_missing("channels")
+        assert "Not available" not in rendered_text(app)
 
 
 async def test_reconnect_after_engine_restart(fresh_engine: EngineProcess) -> None:
@@ -190,4 +200,5 @@ async def test_reconnect_after_engine_restart(fresh_engine: EngineProcess) -> No
             lambda: any(str(w.get("name", "")).startswith("iii-tui:") for w in app.store.workers.values()),
             what="workers re-read after the restart",
         )
-        assert "stale since" not in rendered_text(app)
+        # the banner is redrawn at the next flush after the store changed
+        await wait_until(lambda: "stale since" not in rendered_text(app), what="banner redrawn")

@@ -1,97 +1,231 @@
-"""Telemetry-fed screens on a live engine.
+"""Telemetry-fed screens on real telemetry: the engine's ``engine::traces::*`` /
+``engine::logs::list`` built-ins, the ``trace`` and ``log`` trigger push paths, and a worker
+process (our SDK) with OpenTelemetry on (``telemetry_worker.py``).
 
-When the engine has no ``engine::traces::*`` / ``engine::logs::list`` the views say so; a worker
-(our SDK) that starts serving those functions with the shapes of protocol.md §7 makes them work
-without restarting the dashboard, and the pivots invocation → trace → logs follow.
+The dashboards here poll traces and logs only once (interval one hour): everything that arrives
+after the first read came through the ``trace`` / ``log`` triggers.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from typing import Any
 
-from iii_tui.screens import LogsScreen, TraceScreen
+import pytest
+from iii_tui.screens import FunctionsScreen, InvocationsScreen, LogsScreen, TraceScreen, WorkersScreen
+from iii_tui.store import LogLine
+from iii_tui.views import function_rows, invocation_cells, worker_rows
+from iii_tui.waterfall import waterfall_rows
+from iii_tui.widgets import KeyedTable
 
-from iii_typed import InitOptions, register_worker
+from iii_typed import InvocationError
 from iii_typed.engine.process import EngineProcess
 
-from .conftest import make_app, wait_text, wait_until
+from .conftest import TelemetryWorker, find_invocation, make_app, wait_text, wait_until
 
-TRACE = "ab" * 16
-
-
-def _span(sid: str, name: str, start: float, ms: float, parent: str | None = None) -> dict[str, Any]:
-    ns = int(start * 1e9)
-    return {
-        "trace_id": TRACE,
-        "span_id": sid,
-        "parent_span_id": parent,
-        "name": name,
-        "start_time_unix_nano": ns,
-        "end_time_unix_nano": ns + int(ms * 1e6),
-        "status": "ok",
-        "attributes": [["iii.function_id", name]],
-        "service_name": "shop",
-        "events": [],
-        "links": [],
-    }
+PUSH_ONLY = {"traces": 3600.0, "logs": 3600.0}
 
 
-async def test_trace_and_log_views_appear_when_their_functions_do(fresh_engine: EngineProcess) -> None:
-    app = make_app(fresh_engine.url, missing_retry_s=0.3)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("5")
-        fid = "engine::traces::list"
+def _token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+async def test_invocations_waterfall_and_pivots_on_real_traces(
+    engine: EngineProcess, telemetry_worker: TelemetryWorker
+) -> None:
+    tw = telemetry_worker
+    fn_a, fn_b = tw.fn("a"), tw.fn("b")
+    app = make_app(engine.url, intervals=PUSH_ONLY)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(lambda: fn_a in app.store.functions, what="functions read")
+        await pilot.press("5", "slash", *f"fn:{tw.prefix}::", "enter")
+        screen = app.screen
+        assert isinstance(screen, InvocationsScreen)
+
+        # a failing invocation, then A -> B: both arrive through the trace trigger
+        failing = _token()
+        with pytest.raises(InvocationError, match="card declined"):
+            tw.call("fail", {"tag": failing})
+        first = _token()
+        assert tw.call("a", {"tag": first}) == 21
+        inv = await wait_until(lambda: find_invocation(app, fn_a, first), what="A's root span")
+        bad = await wait_until(lambda: find_invocation(app, tw.fn("fail"), failing), what="failed span")
+        assert app.source.pushed_traces > 0  # type: ignore[attr-defined]
+        # the worker column names the worker (from the function registry), not the span's
+        # OpenTelemetry service name that every worker process shares
+        assert inv.service == "iii-python-sdk" and inv.worker == tw.name
+        assert invocation_cells(inv)[4] == tw.name
+        assert (bad.status, bad.error) == ("error", "card declined")
+        text = await wait_text(app, "card declined")
+        assert tw.name in text and fn_a in text
+        # B ran nested in A's trace: it is not a root, so not in the stream
+        assert not [i for i in app.store.invocations if i.function == fn_b]
+
+        # pause: three more invocations are counted, not shown at the end
+        await pilot.press("space")
+        await wait_text(app, "▼ 0 new")
+        tokens = [_token() for _ in range(3)]
+        for token in tokens:
+            tw.call("a", {"tag": token})
+        await wait_until(lambda: all(find_invocation(app, fn_a, t) for t in tokens), what="3 more")
+        await wait_text(app, "▼ 3 new")
+        assert screen.ring.new_count == 3 and not screen.ring.follow
+        await pilot.press("end")
+        await wait_text(app, "following")
+        last = find_invocation(app, fn_a, tokens[-1])
+        assert screen.ring.selected is last  # following: the newest is selected
+
+        # invocation -> trace: the real A -> B chain as a waterfall
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, TraceScreen), what="trace screen")
+        await wait_until(lambda: last.trace_id in app.store.trace_trees, what="tree fetched")
+        text = await wait_text(app, "2 span(s)")
+        rows = waterfall_rows(app.store.trace_spans(last.trace_id), app.store.worker_of)
+        assert [(r.depth, r.name, r.critical, r.service) for r in rows] == [
+            (0, fn_a, True, tw.name),
+            (1, fn_b, True, tw.name),
+        ]
+        assert rows[1].offset_ms > 0 and rows[0].duration_ms >= rows[1].duration_ms  # type: ignore[operator]
+        assert f"*{fn_a}" in text and f"*  {fn_b}" in text and "█" in text
+
+        # trace -> logs of the trace: both handlers' Logger records, nothing else
+        await pilot.press("l")
+        await wait_until(lambda: isinstance(app.screen, LogsScreen), what="logs screen")
+        logs = app.screen
+        assert isinstance(logs, LogsScreen) and logs.flt.text == f"trace={last.trace_id}"
         await wait_until(
-            lambda: app.store.is_missing(fid) or fid in app.store.functions,
-            what="whether the engine serves engine::traces::list",
+            lambda: [x.message for x in logs.ring.items] == [f"a {tokens[-1]}", f"b {tokens[-1]}"],
+            what="the trace's two log lines",
         )
-        if not app.store.is_missing("engine::traces::list"):
-            return  # the telemetry built-in has landed: its own tests cover the shapes
-        await wait_text(app, "engine::traces::list")
-        now = time.time()
-        root = _span("00000000000000a1", "shop::checkout", now, 30.0)
-        child = _span("00000000000000b2", "shop::charge", now + 0.005, 12.0, parent=root["span_id"])
-        log = {
-            "timestamp_unix_nano": int(now * 1e9),
-            "observed_timestamp_unix_nano": int(now * 1e9),
-            "severity_number": 17,
-            "severity_text": "ERROR",
-            "body": "card declined",
-            "attributes": {},
-            "trace_id": TRACE,
-            "span_id": child["span_id"],
-            "resource": {},
-            "service_name": "shop",
-        }
-        provider = register_worker(fresh_engine.url, InitOptions(worker_name=f"otel-{uuid.uuid4().hex[:6]}"))
-        try:
-            provider.register_function(
-                "engine::traces::list",
-                lambda data: {"spans": [root, child], "total": 2, "offset": 0, "limit": 100, "storage": {}},
-            )
-            provider.register_function(
-                "engine::traces::tree",
-                lambda data: {"roots": [{**root, "children": [{**child, "children": []}]}]},
-            )
-            provider.register_function(
-                "engine::logs::list", lambda data: {"logs": [log], "total": 1, "timestamp": 0}
-            )
-            await wait_until(lambda: app.store.invocations, what="invocation from the trace list")
-            await wait_text(app, "shop::checkout")
-            assert not app.store.is_missing("engine::traces::list")
-            await pilot.press("t")
-            await wait_until(lambda: isinstance(app.screen, TraceScreen), what="trace screen")
-            await wait_until(lambda: TRACE in app.store.trace_trees, what="tree fetched")
-            text = await wait_text(app, "shop::charge")
-            assert "2 span(s)" in text and "*shop::checkout" in text
-            await pilot.press("l")
-            await wait_until(lambda: isinstance(app.screen, LogsScreen), what="logs screen")
-            await wait_text(app, "card declined")
-            assert app.screen.flt.text == f"trace={TRACE}"
-        finally:
-            provider.shutdown()
+        assert [x.level for x in logs.ring.items] == ["INFO", "WARN"]
+
+        # log line -> its trace
+        await pilot.press("enter")
+        await wait_until(lambda: isinstance(app.screen, TraceScreen), what="back to the trace")
+        assert app.current_trace == last.trace_id
+
+        # trace span B -> function B: the nested calls count in B's statistics
+        trace = app.screen
+        assert isinstance(trace, TraceScreen)
+        await wait_until(lambda: len(trace.ring.items) == 2, what="waterfall rows")
+        await pilot.press("down", "f")
+        await wait_until(lambda: isinstance(app.screen, FunctionsScreen), what="functions screen")
+        assert app.screen.flt.text == f"id={fn_b}"
+        await wait_until(lambda: app.screen.query_one("#main-table", KeyedTable).keys == [fn_b], what="B")
+        (row_b,) = function_rows(app.store, app.screen.flt)
+        assert row_b.fields["calls"] == 4 and row_b.fields["errors"] == 0
+
+        # function -> worker: resource sparklines from real latest_metrics
+        await pilot.press("w")
+        await wait_until(lambda: isinstance(app.screen, WorkersScreen), what="workers screen")
+        workers = app.screen
+        table = workers.query_one("#main-table", KeyedTable)
+        await wait_until(lambda: table.keys == [tw.worker_id], what="the worker row")
+        await wait_until(
+            lambda: len({m["timestamp_ms"] for m in app.store.worker_metrics.get(tw.worker_id, ())}) >= 3,
+            what="three latest_metrics samples",
+        )
+        history = list(app.store.worker_metrics[tw.worker_id])
+        assert all(m["memory_rss"] > 0 and m["event_loop_lag_ms"] >= 0 for m in history)
+        (wrow,) = worker_rows(app.store, workers.flt)
+        assert wrow.cells[8].endswith("MiB") and wrow.cells[7] != "-"
+        assert len(wrow.cells[9]) >= 3 and set(wrow.cells[9]) <= set("▁▂▃▄▅▆▇█")
+        text = await wait_text(app, "sample(s)")
+        detail = [ln.strip() for ln in text.splitlines() if ln.strip().startswith(("cpu ", "rss ", "lag "))]
+        assert len(detail) == 3 and "MiB" in detail[1] and detail[2].endswith("ms"), detail
+
+        # worker -> its invocations (the worker filter matches the registry's worker name)
+        await pilot.press("v")
+        await wait_until(lambda: isinstance(app.screen, InvocationsScreen), what="invocations again")
+        inv_screen = app.screen
+        assert isinstance(inv_screen, InvocationsScreen)
+        await wait_until(
+            lambda: (
+                {i.function for i in inv_screen.ring.items} == {fn_a, tw.fn("fail")}
+                and len(inv_screen.ring.items) >= 5
+            ),
+            what="the worker's invocations",
+        )
+        # invocation -> worker
+        await pilot.press("w")
+        await wait_until(lambda: isinstance(app.screen, WorkersScreen), what="workers from an invocation")
+        await wait_until(
+            lambda: app.screen.query_one("#main-table", KeyedTable).keys == [tw.worker_id],
+            what="the invocation's worker",
+        )
+
+
+async def test_log_tail_from_the_log_trigger_with_filters(
+    engine: EngineProcess, telemetry_worker: TelemetryWorker
+) -> None:
+    tw = telemetry_worker
+    early = _token()
+    # records written before the dashboard starts: its first engine::logs::list (newest first)
+    tw.call("log", {"lines": [{"level": "info", "message": f"{early} seq-{i}"} for i in range(1, 4)]})
+    listed = await wait_until(
+        lambda: [
+            r["body"]
+            for r in tw.caller.trigger({"function_id": "engine::logs::list", "payload": {"limit": 500}})[
+                "logs"
+            ]
+            if early in r["body"]
+        ],
+        what="the early records stored",
+    )
+    assert listed == [f"{early} seq-3", f"{early} seq-2", f"{early} seq-1"]  # the engine: newest first
+
+    app = make_app(engine.url, intervals=PUSH_ONLY)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.press("7")
+        await wait_until(lambda: isinstance(app.screen, LogsScreen), what="logs screen")
+        screen = app.screen
+        assert isinstance(screen, LogsScreen)
+
+        def mine(token: str) -> list[LogLine]:
+            return [x for x in app.store.logs if token in x.message]
+
+        await wait_until(lambda: len(mine(early)) == 3, what="the early records")
+        assert [x.message for x in mine(early)] == [f"{early} seq-{i}" for i in (1, 2, 3)]  # oldest first
+        assert app.source.pushed_logs == 0  # type: ignore[attr-defined]
+
+        # live tail: new records arrive through the log trigger only (polling is off)
+        tail = _token()
+        lines = [
+            {"level": "info", "message": f"{tail} tail-info"},
+            {"level": "warn", "message": f"{tail} tail-warn"},
+            {"level": "error", "message": f"{tail} tail-error \x1b[31mred"},
+        ]
+        tw.call("log", {"lines": lines})
+        await wait_until(lambda: len(mine(tail)) == 3, what="the tail records")
+        assert app.source.pushed_logs >= 3  # type: ignore[attr-defined]
+        assert [x.level for x in mine(tail)] == ["INFO", "WARN", "ERROR"]
+        assert {x.service for x in mine(tail)} == {f"{tw.prefix}-svc"}
+        trace_id = mine(tail)[0].trace_id
+        assert len(trace_id) == 32 and {x.trace_id for x in mine(tail)} == {trace_id}
+        text = await wait_text(app, "tail-error")
+        assert "\\x1b[31mred" in text and "\x1b" not in text
+
+        async def shown_after(filter_text: str) -> list[str]:
+            screen.apply_filter(filter_text)  # what `/` + typing does (typed in test_live_pilot)
+            await wait_until(lambda: screen.flt.text == filter_text, what=f"filter {filter_text}")
+            return [x.message for x in screen.ring.items]
+
+        assert await shown_after(f"{tail} level=error") == [f"{tail} tail-error \\x1b[31mred"]
+        assert await shown_after(f"msg:{tail}") == [x["message"].replace("\x1b", "\\x1b") for x in lines]
+        assert await shown_after(f"trace={trace_id} lvl=warn") == [f"{tail} tail-warn"]
+        assert await shown_after(f"msg:{tail} !warn") == [
+            lines[0]["message"],
+            f"{tail} tail-error \\x1b[31mred",
+        ]
+
+        # pause: later records are counted; follow shows them
+        await pilot.press("escape", "space")
+        await wait_text(app, "paused")
+        later = _token()
+        tw.call("log", {"lines": [{"level": "debug", "message": f"{later} {n}"} for n in range(2)]})
+        await wait_until(lambda: len(mine(later)) == 2, what="records while paused")
+        await wait_text(app, "▼ 2 new")
+        await pilot.press("space")
+        await wait_text(app, f"{later} 1")
 
 
 async def test_help_and_command_palette() -> None:
@@ -118,10 +252,10 @@ async def test_help_and_command_palette() -> None:
         await wait_until(lambda: not isinstance(app.screen, HelpScreen), what="help closed")
         await pilot.press("ctrl+p")
         await wait_until(lambda: isinstance(app.screen, CommandPalette), what="palette")
-        await pilot.press(*"billing::charge")
-        await wait_text(app, "Function billing::charge")
+        await pilot.press(*"orders::cancel")
+        await wait_text(app, "Function orders::cancel")
         await pilot.press("enter")
         await wait_until(
-            lambda: app.current_mode == "functions" and app.screen.flt.text == "id=billing::charge",
+            lambda: app.current_mode == "functions" and app.screen.flt.text == "id=orders::cancel",
             what="palette pivot",
         )
