@@ -153,7 +153,7 @@ class Connection:
         for _, listener in list(self._listeners):
             try:
                 listener(state)
-            except Exception:
+            except BaseException:  # SystemExit & co. too: this runs in the connection task
                 log.exception("connection-state listener %r raised", listener)
         for entry in list(self._waiters):
             states, future = entry

@@ -13,6 +13,7 @@ passes before it reaches a handler (channel references become live readers and w
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import traceback
@@ -196,7 +197,11 @@ def build_error_result(
     stacktrace: str | None = None,
     traceparent: str | None = None,
 ) -> bytes:
-    """An ``invocationresult`` frame carrying ``error`` (and ``traceparent`` when given; §2.9)."""
+    """An ``invocationresult`` frame carrying ``error`` (and ``traceparent`` when given; §2.9).
+
+    Texts that cannot be written as UTF-8 (an exception message with a lone surrogate) are sent
+    with those characters escaped (``\\ud800``): the caller always gets its answer.
+    """
     error = ErrorBody(code=code, message=message)
     if stacktrace is not None:
         error.stacktrace = stacktrace
@@ -205,7 +210,18 @@ def build_error_result(
     )
     if traceparent is not None:
         frame.traceparent = traceparent
-    return encode_frame(frame)
+    try:
+        return encode_frame(frame)
+    except (PydanticSerializationError, ValueError):
+        error.code, error.message = _utf8_text(code), _utf8_text(message)
+        if stacktrace is not None:
+            error.stacktrace = _utf8_text(stacktrace)
+        return encode_frame(frame)
+
+
+def _utf8_text(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (lone surrogates) written as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _exception_message(exc: BaseException) -> str:
@@ -236,13 +252,23 @@ def _result_frame(function_id: str, invocation_id: UUID, value: Any, traceparent
     return data
 
 
+def _tell_scope(scope: HandlerScope, outcome: Callable[[Any], None], value: Any) -> str | None:
+    """Report the handler's outcome to its telemetry scope; return the ``traceparent`` for the
+    result. Telemetry never costs the caller its answer: a failure here is only logged."""
+    try:
+        outcome(value)
+        return scope.traceparent
+    except Exception:
+        log.exception("telemetry of a handler failed (the invocation is answered anyway)")
+        return None
+
+
 def _failure_frame(
     spec: HandlerSpec, frame: InvokeFunction, exc: BaseException, scope: HandlerScope | None = None
 ) -> bytes | None:
     traceparent = None
     if scope is not None:
-        scope.failed(exc)
-        traceparent = scope.traceparent
+        traceparent = _tell_scope(scope, scope.failed, exc)
     if isinstance(exc, _HandlerInputError):
         log.warning("invocation of %r refused: %s", spec.function_id, exc)
         if frame.invocation_id is None:
@@ -303,8 +329,7 @@ def _success_frame(
 ) -> bytes | None:
     traceparent = None
     if scope is not None:
-        scope.succeeded(value)
-        traceparent = scope.traceparent
+        traceparent = _tell_scope(scope, scope.succeeded, value)
     if frame.invocation_id is None:
         return None
     return _result_frame(spec.function_id, frame.invocation_id, value, traceparent)
@@ -313,14 +338,25 @@ def _success_frame(
 async def run_async(
     spec: HandlerSpec, frame: InvokeFunction, data: Any, scope: HandlerScope | None = None
 ) -> bytes | None:
-    """Run an async handler on the SDK loop; same contract as :func:`run_sync`."""
+    """Run an async handler on the SDK loop; same contract as :func:`run_sync`.
+
+    Like a sync handler's, any exception the handler raises — ``SystemExit``,
+    ``KeyboardInterrupt`` and other ``BaseException`` subclasses included — answers
+    ``invocation_failed``: raised out of a task, the first two would stop the SDK's event loop.
+    Only the cancellation of this task itself (at shutdown) propagates.
+    """
     token = _context._enter(invocation_context(frame))
     try:
         args, kwargs = _arguments(spec, data, frame.metadata)
         value = spec.fn(*args, **kwargs)
         if inspect.isawaitable(value):
             value = await value
-    except Exception as exc:
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return _failure_frame(spec, frame, exc, scope)
+    except BaseException as exc:
         return _failure_frame(spec, frame, exc, scope)
     finally:
         _context._leave(token)

@@ -37,7 +37,7 @@ from pydantic_core import PydanticSerializationError
 from . import _handlers
 from ._connection import Connection, build_headers
 from ._handlers import HandlerSpec, build_error_result, validation_message
-from ._loop import HandlerThreads, LoopThread
+from ._loop import HandlerThreads, LoopThread, is_own_cancellation
 from ._wire import check_size, encode_frame, find_unserialisable
 from ._worker_info import allocate_unnamed_suffix, resolve_namespace, resolve_worker_name, worker_metadata
 from .channels import Channel, ChannelFactory, create_request
@@ -1216,7 +1216,9 @@ class III:
             result = entry.handler.register_trigger(binding)
             if inspect.isawaitable(result):
                 await result
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit & co. too: raised out of this task, they stop the loop
+            if is_own_cancellation(exc):
+                raise
             entry.bindings.pop(frame.id, None)
             log.warning("trigger %s of type %r refused: %s", frame.id, frame.trigger_type, exc)
             reply.error = ErrorBody(
@@ -1247,7 +1249,9 @@ class III:
             result = entry.handler.unregister_trigger(binding)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
+        except BaseException as exc:
+            if is_own_cancellation(exc):
+                raise
             log.exception("unregister_trigger of %r failed for trigger %s", entry.key, binding.id)
 
     def _on_trigger_result(self, frame: TriggerRegistrationResult) -> None:

@@ -87,3 +87,39 @@ def test_idle_threads_expire() -> None:
     pool.submit(again.set)
     assert again.wait(5)
     pool.shutdown()
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_system_exit_from_code_on_the_loop_does_not_stop_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, loop_kind: str
+) -> None:
+    """A callback raising SystemExit/KeyboardInterrupt ran out of ``run_forever`` and ended the
+    loop thread: every later SDK call failed with "the iii client is shut down"."""
+    monkeypatch.setenv("III_TYPED_LOOP", loop_kind)
+    lt = LoopThread("test-loop")
+    try:
+
+        def exits() -> None:
+            raise SystemExit(2)
+
+        def interrupts() -> None:
+            raise KeyboardInterrupt
+
+        # Callbacks only: on CPython 3.11's pure-asyncio loop, KeyboardInterrupt raised out of a
+        # *task* leaves the interpreter's AST recursion counter off (later compiles fail with
+        # SystemError), whatever catches it; the SDK's own tasks now never let it escape.
+        def ignored() -> int:
+            return sum("was ignored" in r.getMessage() for r in caplog.records)
+
+        lt.call_soon(exits)
+        wait_for(lambda: ignored() >= 1, what="SystemExit logged")
+        lt.call_soon(interrupts)
+        wait_for(lambda: ignored() >= 2, what="KeyboardInterrupt logged")
+
+        async def answer() -> int:
+            return 42
+
+        assert lt.is_running() and lt.run_sync(answer(), "answer") == 42
+    finally:
+        lt.stop()
+    assert not lt.thread.is_alive()
