@@ -77,34 +77,55 @@ def fragments(data: bytes, size: int = FRAGMENT_BYTES) -> Iterator[bytes]:
         start = end
 
 
+#: Nesting depth at which pydantic's serializer gives up ("Maximum serialization depth exceeded").
+MAX_SERIALISATION_DEPTH: Final = 254
+
+
 def find_unserialisable(value: Any, path: str = "payload") -> str:
     """Describe the first part of ``value`` that has no JSON representation, e.g.
-    ``payload['items'][2] (socket)``. Used to build a clear ``TypeError``."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str | int | float | bool) and key is not None:
-                return f"{path} key {key!r} ({type(key).__name__})"
-            found = find_unserialisable(item, f"{path}[{key!r}]")
-            if found:
-                return found
+    ``payload['items'][2] (socket)``, a container that contains itself, or the point where the
+    nesting exceeds :data:`MAX_SERIALISATION_DEPTH`. Used to build a clear ``TypeError``; never
+    recurses deeper than that limit, so it cannot raise ``RecursionError``."""
+    found = _find(value, path, set(), 0)
+    head, sep, tail = found.partition(" (")
+    if len(head) > 160:  # a deep path: keep its start and its end
+        found = f"{head[:100]}…{head[-40:]}{sep}{tail}"
+    return found
+
+
+def _find(value: Any, path: str, enclosing: set[int], depth: int) -> str:
+    if not isinstance(value, dict | list | tuple | set | frozenset | BaseModel):
+        try:
+            codec.encode_json_value(value)
+        except (PydanticSerializationError, ValueError, TypeError):
+            return f"{path} ({type(value).__name__}: {_short_repr(value)})"
         return ""
-    if isinstance(value, list | tuple | set | frozenset):
-        for index, item in enumerate(value):
-            found = find_unserialisable(item, f"{path}[{index}]")
-            if found:
-                return found
-        return ""
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            found = find_unserialisable(getattr(value, name, None), f"{path}.{name}")
-            if found:
-                return found
-        return ""
+    if id(value) in enclosing:
+        return f"{path} (a circular reference: it contains itself)"
+    if depth >= MAX_SERIALISATION_DEPTH:
+        return f"{path} (nested deeper than {MAX_SERIALISATION_DEPTH} levels)"
+    enclosing.add(id(value))
     try:
-        codec.encode_json_value(value)
-    except (PydanticSerializationError, ValueError, TypeError):
-        return f"{path} ({type(value).__name__}: {_short_repr(value)})"
-    return ""
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    return f"{path} key {key!r} ({type(key).__name__})"
+                found = _find(item, f"{path}[{key!r}]", enclosing, depth + 1)
+                if found:
+                    return found
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                found = _find(getattr(value, name, None), f"{path}.{name}", enclosing, depth + 1)
+                if found:
+                    return found
+        else:
+            for index, item in enumerate(value):
+                found = _find(item, f"{path}[{index}]", enclosing, depth + 1)
+                if found:
+                    return found
+        return ""
+    finally:
+        enclosing.discard(id(value))
 
 
 def _short_repr(value: Any) -> str:

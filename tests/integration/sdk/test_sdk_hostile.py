@@ -220,3 +220,23 @@ def test_a_listener_raising_system_exit_does_not_stop_the_client(fresh_engine: E
         fresh_engine.restart()
         wait_for(lambda: states[-1:] == ["connected"] and "reconnecting" in states, timeout=10)
         assert client.trigger({"function_id": "listener::ok", "payload": {}, "timeout_ms": 5000}) == "ok"
+
+
+def test_cyclic_and_too_deep_payloads_are_refused_with_a_type_error(make: Make) -> None:
+    """They raised RecursionError from the search for the offending part (documented: TypeError
+    naming where it is, before anything is sent); the client then still works."""
+    client = make(worker_name=_tag())
+    cyclic: dict[str, Any] = {"a": []}
+    cyclic["a"].append(cyclic)
+    deep: list[Any] = []
+    node = deep
+    for _ in range(5000):
+        node.append([])
+        node = node[0]
+    with pytest.raises(TypeError, match=r"payload\['a'\]\[0\] \(a circular reference"):
+        client.trigger({"function_id": "engine::health::check", "payload": cyclic})
+    with pytest.raises(TypeError, match=r"nested deeper than 254 levels"):
+        client.trigger({"function_id": "engine::health::check", "payload": deep})
+    with pytest.raises(TypeError, match=r"metadata\['m'\]\['a'\]\[0\] \(a circular reference"):
+        client.trigger({"function_id": "engine::health::check", "payload": {}, "metadata": {"m": cyclic}})
+    assert client.trigger({"function_id": "engine::health::check", "payload": {}}) is not None

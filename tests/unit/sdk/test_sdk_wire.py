@@ -127,3 +127,20 @@ def test_find_unserialisable_names_the_path() -> None:
     where = find_unserialisable(payload)
     assert where.startswith("payload['items'][1]['lock'] (lock")
     assert find_unserialisable({"fine": [1, "x", None, 1.5]}) == ""
+
+
+def test_find_unserialisable_names_cycles_and_excess_depth() -> None:
+    """A cyclic or very deep payload made the search itself recurse until RecursionError, so
+    ``trigger`` raised that instead of the documented ``TypeError`` naming where the problem is."""
+    cyclic: dict[str, Any] = {"items": [{"ok": 1}]}
+    cyclic["items"].append(cyclic)
+    assert find_unserialisable(cyclic) == "payload['items'][1] (a circular reference: it contains itself)"
+    shared = {"x": 1}
+    assert find_unserialisable({"a": shared, "b": [shared, shared]}) == ""  # repeated, not circular
+    deep: list[Any] = []
+    node = deep
+    for _ in range(5000):
+        node.append([])
+        node = node[0]
+    where = find_unserialisable(deep)
+    assert where.startswith("payload[0][0]") and where.endswith("(nested deeper than 254 levels)")
