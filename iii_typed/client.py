@@ -559,7 +559,8 @@ class III:
             A :class:`FunctionRef` with ``id`` and ``unregister()``.
 
         Raises:
-            TypeError: ``function_id`` is not a str, or the handler is not callable.
+            TypeError: ``function_id`` or ``description`` is not a str, the handler is not
+                callable, or ``metadata`` or a format has no JSON form.
             ValueError: ``function_id`` is blank or already registered on this client.
         """
         if not isinstance(function_id, str):
@@ -585,6 +586,10 @@ class III:
                 f"not {type(handler_or_invocation).__name__}"
             )
         if description is not None:
+            if not isinstance(description, str):  # the engine drops the whole registration
+                raise TypeError(
+                    f"description of {function_id!r} must be a str, not {type(description).__name__}"
+                )
             frame.description = description
         if request_format is not None:
             frame.request_format = resolve_format(request_format)
@@ -650,8 +655,8 @@ class III:
         they are logged at WARNING and recorded on the returned handle (``error``, ``status``).
 
         Raises:
-            pydantic.ValidationError: the dict is not a valid trigger (names the field).
-            ValueError: a blank namespace.
+            pydantic.ValidationError: the dict is not a valid trigger (names the field), e.g. a
+                blank ``type``, ``function_id`` or namespace.
         """
         req = (
             trigger

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 __all__ = [
     "EnqueueResult",
@@ -108,6 +108,13 @@ class RegisterTriggerInput(BaseModel):
     trigger_namespace: str | None = None
     """Namespace of the trigger type's provider (default: the engine's rule)."""
 
+    @field_validator("type", "function_id")
+    @classmethod
+    def _id_not_blank(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip():
+            raise ValueError(f"{info.field_name} is blank")
+        return value
+
     @field_validator("namespace", "trigger_namespace")
     @classmethod
     def _ns_not_blank(cls, value: str | None) -> str | None:
@@ -127,6 +134,13 @@ class RegisterTriggerTypeInput(BaseModel):
     """Schema of the payload handlers receive: a dict or a pydantic model class."""
     namespace: str | None = None
     """Provider namespace (default: the connection's namespace)."""
+
+    @field_validator("id")
+    @classmethod
+    def _id_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("trigger type id is blank")
+        return value
 
     @field_validator("namespace")
     @classmethod

@@ -240,3 +240,18 @@ def test_cyclic_and_too_deep_payloads_are_refused_with_a_type_error(make: Make) 
     with pytest.raises(TypeError, match=r"metadata\['m'\]\['a'\]\[0\] \(a circular reference"):
         client.trigger({"function_id": "engine::health::check", "payload": {}, "metadata": {"m": cyclic}})
     assert client.trigger({"function_id": "engine::health::check", "payload": {}}) is not None
+
+
+def test_registrations_the_engine_would_drop_are_refused_locally(make: Make) -> None:
+    """``description=5`` was sent as is: the engine dropped the frame and the function silently
+    never existed. A blank trigger type was parked by the engine forever with no answer."""
+    client = make(worker_name=_tag())
+    fid = f"{_tag()}::f"
+    with pytest.raises(TypeError, match=r"description of .* must be a str, not int"):
+        client.register_function(fid, lambda _: 1, description=5)  # type: ignore[arg-type]
+    client.register_function(fid, lambda _: 1, description="fine")
+    assert client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 5000}) == 1
+    with pytest.raises(ValueError, match="type is blank"):
+        client.register_trigger({"type": " ", "function_id": fid})
+    with pytest.raises(ValueError, match="trigger type id is blank"):
+        client.register_trigger_type({"id": "", "description": "d"}, _ExitingProvider())

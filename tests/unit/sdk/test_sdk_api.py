@@ -201,3 +201,17 @@ def test_registration_inputs() -> None:
     assert svc.name is None
     with pytest.raises(ValidationError, match="id"):
         RegisterServiceInput(id="  ")
+
+
+def test_blank_trigger_ids_are_refused_naming_the_field() -> None:
+    """A blank trigger type was sent and parked by the engine forever (no provider can have that
+    id), a blank function id bound a trigger to nothing, a blank trigger type id registered a type
+    nobody can name: all are refused like a blank ``register_function`` id."""
+    for bad, field in (
+        ({"type": " ", "function_id": "f"}, "type"),
+        ({"type": "cron", "function_id": ""}, "function_id"),
+    ):
+        with pytest.raises(ValidationError, match=rf"{field}\n.*is blank"):
+            RegisterTriggerInput.model_validate(bad)
+    with pytest.raises(ValidationError, match=r"id\n.*is blank"):
+        RegisterTriggerTypeInput(id="\t")
