@@ -7,6 +7,7 @@ All are plain dataclasses validated on construction: a bad value raises ``ValueE
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -24,6 +25,22 @@ __all__ = [
 DEFAULT_ENGINE_URL = "ws://127.0.0.1:49134"
 
 T = TypeVar("T")
+
+
+def _finite(where: str, value: Any, *, integer: bool = False) -> None:
+    """Check that ``value`` is a finite number (an ``int`` when ``integer``), naming ``where``.
+
+    Raises:
+        TypeError: not a number (``bool`` and ``str`` included).
+        ValueError: NaN or infinite (a NaN timeout failed every call later with an unrelated
+            message; a NaN delay or keepalive broke reconnection and pings).
+    """
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{where} must be {kind}, not {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, not {value!r}")
 
 
 def _from_mapping(cls: type[T], value: Any, field_name: str) -> T:
@@ -62,6 +79,9 @@ class ReconnectionConfig:
     max_retries: int = -1
 
     def __post_init__(self) -> None:
+        for name in ("initial_delay_ms", "max_delay_ms", "backoff_multiplier", "jitter_factor"):
+            _finite(f"reconnection_config.{name}", getattr(self, name))
+        _finite("reconnection_config.max_retries", self.max_retries, integer=True)
         if self.initial_delay_ms < 0:
             raise ValueError("reconnection_config.initial_delay_ms must be >= 0")
         if self.max_delay_ms < self.initial_delay_ms:
@@ -193,6 +213,14 @@ class InitOptions:
     offline_calls: Literal["queue", "fail"] = "queue"
 
     def __post_init__(self) -> None:
+        for name in ("worker_name", "worker_description", "namespace"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"InitOptions.{name} must be a str or None, not {type(value).__name__}")
+        _finite("InitOptions.invocation_timeout_ms", self.invocation_timeout_ms)
+        for name in ("keepalive_interval_ms", "keepalive_timeout_ms"):
+            if getattr(self, name) is not None:
+                _finite(f"InitOptions.{name}", getattr(self, name))
         if self.offline_calls not in ("queue", "fail"):
             raise ValueError(
                 f"InitOptions.offline_calls must be 'queue' or 'fail', not {self.offline_calls!r}"

@@ -64,6 +64,32 @@ def test_bad_values_are_refused_naming_the_field(kwargs: dict[str, object], fiel
 
 
 @pytest.mark.parametrize(
+    ("kwargs", "error", "field"),
+    [
+        ({"invocation_timeout_ms": float("nan")}, ValueError, "InitOptions.invocation_timeout_ms"),
+        ({"invocation_timeout_ms": float("inf")}, ValueError, "InitOptions.invocation_timeout_ms"),
+        ({"invocation_timeout_ms": "5000"}, TypeError, "InitOptions.invocation_timeout_ms"),
+        ({"keepalive_interval_ms": float("nan")}, ValueError, "InitOptions.keepalive_interval_ms"),
+        ({"keepalive_timeout_ms": "1"}, TypeError, "InitOptions.keepalive_timeout_ms"),
+        ({"namespace": 5}, TypeError, "InitOptions.namespace"),
+        ({"worker_name": b"w"}, TypeError, "InitOptions.worker_name"),
+        ({"reconnection_config": {"initial_delay_ms": float("nan")}}, ValueError, "initial_delay_ms"),
+        ({"reconnection_config": {"max_delay_ms": float("inf")}}, ValueError, "max_delay_ms"),
+        ({"reconnection_config": {"jitter_factor": "0.1"}}, TypeError, "jitter_factor"),
+        ({"reconnection_config": {"max_retries": 1.5}}, TypeError, "max_retries"),
+    ],
+)
+def test_non_numbers_and_non_finite_numbers_are_refused(
+    kwargs: dict[str, object], error: type[Exception], field: str
+) -> None:
+    """NaN was accepted: a NaN timeout then failed every call with "cannot convert float NaN to
+    integer", a NaN keepalive made every ping fail; a str failed with a bare comparison error and
+    ``namespace=5`` with an AttributeError."""
+    with pytest.raises(error, match=field):
+        InitOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     "kwargs",
     [
         {"initial_delay_ms": -1},
