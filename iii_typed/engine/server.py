@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 from collections.abc import Sequence
 from importlib import metadata
 from types import TracebackType
@@ -43,6 +44,7 @@ from websockets.protocol import State
 from ..protocol.frames import MAX_MESSAGE_BYTES
 from .auth import refuse_unauthorized
 from .builtins import discover
+from .builtins._sqlite import StoreError
 from .builtins.base import BuiltinWorker, WebSocketRoute
 from .config import ConfigError, EngineConfig
 from .connection import OUTBOUND_HIGH_WATER, OUTBOUND_LOW_WATER
@@ -156,7 +158,8 @@ class Engine:
 
         Raises:
             ConfigError: the configuration names an unknown built-in.
-            OSError: a port cannot be bound.
+            OSError: a port cannot be bound, or a built-in's database in ``--data-dir`` cannot
+                be used (:class:`~iii_typed.engine.builtins._sqlite.StoreError`).
         """
         if self._server is not None:
             raise RuntimeError("engine already started")
@@ -166,7 +169,14 @@ class Engine:
             for worker in workers:
                 router.install(worker)
             for worker in workers:
-                await worker.start()
+                try:
+                    await worker.start()
+                except sqlite3.Error as exc:
+                    # Its tables exist but do not fit (open_database checks everything else).
+                    raise StoreError(
+                        f"the {worker.name} built-in cannot use its database in {self.config.data_dir} "
+                        f"({exc}): move the file away, or start with another --data-dir"
+                    ) from exc
                 self._started.append(worker)
             sock = bind_socket(self.config.host, self.config.port)
             self._server = await serve(

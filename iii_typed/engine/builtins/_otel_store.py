@@ -74,10 +74,14 @@ class Persistence:
 
     def __init__(self, data_dir: Path, max_spans: int, max_logs: int) -> None:
         self.path = data_dir / "observability.sqlite3"
-        self._db = open_database(data_dir, "observability")
-        self._db.execute("CREATE TABLE IF NOT EXISTS spans (id INTEGER PRIMARY KEY, kind INTEGER, body TEXT)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, body TEXT)")
-        self._db.commit()
+        self._db = open_database(
+            data_dir,
+            "observability",
+            (
+                "CREATE TABLE IF NOT EXISTS spans (id INTEGER PRIMARY KEY, kind INTEGER, body TEXT)",
+                "CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, body TEXT)",
+            ),
+        )
         self._max = {"spans": max_spans, "logs": max_logs}
         self._since_prune = {"spans": 0, "logs": 0}
         self.last_error: str | None = None

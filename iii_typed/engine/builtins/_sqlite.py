@@ -15,25 +15,35 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["dumps", "loads", "open_database"]
+__all__ = ["StoreError", "dumps", "loads", "open_database"]
 
 
-def open_database(data_dir: Path | None, name: str) -> sqlite3.Connection:
-    """Open (creating when needed) the store of one built-in.
+class StoreError(OSError):
+    """A built-in's SQLite file cannot be used (corrupt, not a database, or another schema).
+
+    An ``OSError``, so the engine reports it like a port that cannot be bound: ``cannot start
+    the engine: …`` and exit code 1, without a traceback.
+    """
+
+
+def open_database(data_dir: Path | None, name: str, schema: Sequence[str] = ()) -> sqlite3.Connection:
+    """Open (creating when needed) the store of one built-in and make sure its tables exist.
 
     Args:
         data_dir: The engine's data folder, or ``None`` for an in-memory database.
         name: The file stem, e.g. ``state`` (→ ``<data_dir>/state.sqlite3``).
+        schema: ``CREATE … IF NOT EXISTS`` statements run (and committed) after opening.
 
     Returns:
         A connection in autocommit-off mode (call ``commit()`` after writes), usable from the
         thread that opened it.
 
     Raises:
-        sqlite3.Error: the file cannot be opened or is not a database.
+        StoreError: the file is not a database, is corrupt, or holds tables of another shape.
         OSError: the folder cannot be created.
     """
     if data_dir is None:
@@ -41,9 +51,20 @@ def open_database(data_dir: Path | None, name: str) -> sqlite3.Connection:
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(data_dir / f"{name}.sqlite3", isolation_level="DEFERRED")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-    db.execute("PRAGMA foreign_keys=ON")
+    try:
+        if data_dir is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        for statement in schema:
+            db.execute(statement)
+        db.commit()
+    except sqlite3.Error as exc:
+        db.close()
+        where = data_dir / f"{name}.sqlite3" if data_dir is not None else f"the in-memory {name} store"
+        raise StoreError(
+            f"{where} cannot be used ({exc}): move it away, or start with another --data-dir"
+        ) from exc
     return db
 
 

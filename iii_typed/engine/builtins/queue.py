@@ -416,17 +416,19 @@ class QueueWorker(BuiltinWorker):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store and load every undelivered message."""
-        db = open_database(self.services.data_dir, "queue")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS messages ("
-            " id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, function_id TEXT NOT NULL,"
-            " namespace TEXT NOT NULL, data TEXT NOT NULL, grp TEXT, attempts INTEGER NOT NULL,"
-            " max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL, exponential INTEGER NOT NULL,"
-            " available_at REAL NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL, error TEXT,"
-            " failed_at INTEGER, created_at INTEGER NOT NULL)"
+        db = open_database(
+            self.services.data_dir,
+            "queue",
+            (
+                "CREATE TABLE IF NOT EXISTS messages ("
+                " id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, function_id TEXT NOT NULL,"
+                " namespace TEXT NOT NULL, data TEXT NOT NULL, grp TEXT, attempts INTEGER NOT NULL,"
+                " max_attempts INTEGER NOT NULL, backoff_ms INTEGER NOT NULL, exponential INTEGER NOT NULL,"
+                " available_at REAL NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL, error TEXT,"
+                " failed_at INTEGER, created_at INTEGER NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS messages_lane ON messages (kind, name, state)",
+            ),
         )
-        db.execute("CREATE INDEX IF NOT EXISTS messages_lane ON messages (kind, name, state)")
-        db.commit()
         self._db = db
         self._seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
         loaded = 0

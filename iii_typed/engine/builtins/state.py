@@ -187,14 +187,16 @@ class StateWorker(BuiltinWorker):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store (``<data_dir>/state.sqlite3`` or memory)."""
-        db = open_database(self.services.data_dir, "state")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS state ("
-            " scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,"
-            " PRIMARY KEY (scope, key))"
+        db = open_database(
+            self.services.data_dir,
+            "state",
+            (
+                "CREATE TABLE IF NOT EXISTS state ("
+                " scope TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, seq INTEGER NOT NULL,"
+                " PRIMARY KEY (scope, key))",
+                "CREATE INDEX IF NOT EXISTS state_scope_seq ON state (scope, seq)",
+            ),
         )
-        db.execute("CREATE INDEX IF NOT EXISTS state_scope_seq ON state (scope, seq)")
-        db.commit()
         row = db.execute("SELECT COALESCE(MAX(seq), 0) FROM state").fetchone()
         self._seq = int(row[0])
         self._db = db

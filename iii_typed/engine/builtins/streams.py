@@ -375,14 +375,16 @@ class StreamsWorker(BuiltinWorker):
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
         """Open the store, bind the stream port and advertise ``streams``."""
-        db = open_database(self.services.data_dir, "streams")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS items ("
-            " stream TEXT NOT NULL, grp TEXT NOT NULL, item TEXT NOT NULL, value TEXT NOT NULL,"
-            " seq INTEGER NOT NULL, PRIMARY KEY (stream, grp, item))"
+        db = open_database(
+            self.services.data_dir,
+            "streams",
+            (
+                "CREATE TABLE IF NOT EXISTS items ("
+                " stream TEXT NOT NULL, grp TEXT NOT NULL, item TEXT NOT NULL, value TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, PRIMARY KEY (stream, grp, item))",
+                "CREATE INDEX IF NOT EXISTS items_group_seq ON items (stream, grp, seq)",
+            ),
         )
-        db.execute("CREATE INDEX IF NOT EXISTS items_group_seq ON items (stream, grp, seq)")
-        db.commit()
         self._seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
         self._db = db
         config = self.services.config

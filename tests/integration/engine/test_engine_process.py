@@ -181,3 +181,36 @@ async def test_in_process_engine():
     assert worker.close_code == 1001
     with pytest.raises((ConnectionClosed, OSError)):
         await connect(engine.url, compression=None, open_timeout=2)
+
+
+@pytest.mark.parametrize(
+    ("store", "content"),
+    [
+        *(
+            (store, content)
+            for store in ("state", "queue", "streams")
+            for content in ("garbage", "foreign schema")
+        ),
+        ("queue", "missing columns"),  # the index fits, loading the messages does not
+    ],
+)
+def test_an_unusable_database_in_the_data_dir_exits_1_naming_it(tmp_path, store, content):
+    """A corrupt file, or an SQLite file with other tables under a built-in's name, ended the engine
+    with a Python traceback; it is a start-up error like a port in use: one line naming the file."""
+    path = tmp_path / f"{store}.sqlite3"
+    if content == "garbage":
+        path.write_bytes(os.urandom(4096))
+    else:
+        import sqlite3
+
+        table = {"state": "state", "queue": "messages", "streams": "items"}[store]
+        # The built-in's table with other columns, or with only the columns its index names.
+        columns = "x" if content == "foreign schema" else "kind, name, state, scope, seq, stream, grp"
+        with sqlite3.connect(path) as db:
+            db.execute(f"CREATE TABLE {table} ({columns})")
+    code, out, err = _finish(_spawn("--port", "0", "--data-dir", str(tmp_path)))
+    assert code == 1, err
+    assert out == ""
+    assert "Traceback" not in err
+    assert "cannot start the engine" in err
+    assert str(path) in err or f"database in {tmp_path} (" in err
