@@ -489,14 +489,21 @@ def queue_rows(store: Store, flt: Filter | None = None) -> list[Row]:
 
 
 def dlq_rows(store: Store, flt: Filter | None = None) -> list[Row]:
-    """Dead-letter topics."""
+    """Dead-letter topics, those holding messages first (``engine::queue::dlq_topics`` lists
+    every queue, empty ones too), then by name."""
+
+    def count(d: dict[str, Any]) -> Any:
+        return _first(d, "message_count", "count", "depth", "messages")
+
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[float, str]:
+        value = count(item[1])
+        return (-_num(value), item[0])
+
     rows = [
         Row(
-            name,
-            (name, _s(_first(d, "message_count", "count", "depth", "messages"))),
-            {"topic": name, "id": name, "queue": name},
+            name, (name, _s(count(d))), {"topic": name, "id": name, "queue": name, "messages": _num(count(d))}
         )
-        for name, d in sorted(store.dlq.items())
+        for name, d in sorted(store.dlq.items(), key=order)
     ]
     return _filtered(rows, flt)
 
