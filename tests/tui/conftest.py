@@ -137,7 +137,7 @@ class TelemetryWorker:
     worker_id: str
 
     def fn(self, suffix: str) -> str:
-        """The full id of one of its functions (``a``, ``b``, ``fail``, ``log``)."""
+        """The full id of one of its functions (``checkout``, ``charge``, ``refund``, ``log``)."""
         return f"{self.prefix}::{suffix}"
 
     def call(self, suffix: str, payload: Any) -> Any:

@@ -5,9 +5,10 @@ OpenTelemetry is process-global, so the test process (telemetry off) starts this
 redacts such keys in captured payloads) marks the records of one call. It serves, under
 ``<prefix>``:
 
-* ``<prefix>::a`` — logs ``a <tag>`` (INFO) and calls ``<prefix>::b``: a real A → B trace;
-* ``<prefix>::b`` — logs ``b <tag>`` (WARN);
-* ``<prefix>::fail`` — logs ``failing <tag>`` (ERROR) and raises ``RuntimeError("card declined")``;
+* ``<prefix>::checkout`` — logs ``checkout <tag>`` (INFO) and calls ``<prefix>::charge``: a real
+  A → B trace;
+* ``<prefix>::charge`` — logs ``charge <tag>`` (WARN);
+* ``<prefix>::refund`` — logs ``refund <tag>`` (ERROR) and raises ``RuntimeError("card declined")``;
 * ``<prefix>::log`` — writes each ``{"level", "message"}`` of ``lines`` with ``Logger``.
 
 Resource metrics are reported every 200 ms. It prints ``ready`` once connected and runs until
@@ -39,17 +40,17 @@ def main() -> None:
         ),
     )
 
-    def a(data: dict[str, Any]) -> int:
-        log.info(f"a {data['tag']}", {"tag": data["tag"]})
-        result = iii.trigger({"function_id": f"{prefix}::b", "payload": data})
+    def checkout(data: dict[str, Any]) -> int:
+        log.info(f"checkout {data['tag']}", {"tag": data["tag"]})
+        result = iii.trigger({"function_id": f"{prefix}::charge", "payload": data})
         return int(result) + 1
 
-    def b(data: dict[str, Any]) -> int:
-        log.warn(f"b {data['tag']}", {"tag": data["tag"]})
+    def charge(data: dict[str, Any]) -> int:
+        log.warn(f"charge {data['tag']}", {"tag": data["tag"]})
         return 2 * len(data["tag"])
 
-    def fail(data: dict[str, Any]) -> None:
-        log.error(f"failing {data['tag']}")
+    def refund(data: dict[str, Any]) -> None:
+        log.error(f"refund {data['tag']}")
         raise RuntimeError("card declined")
 
     def write_lines(data: dict[str, Any]) -> int:
@@ -57,9 +58,9 @@ def main() -> None:
             getattr(log, line["level"])(line["message"])
         return len(data["lines"])
 
-    iii.register_function(f"{prefix}::a", a, description="calls b")
-    iii.register_function(f"{prefix}::b", b, description="called by a")
-    iii.register_function(f"{prefix}::fail", fail, description="always fails")
+    iii.register_function(f"{prefix}::checkout", checkout, description="charges (calls ::charge)")
+    iii.register_function(f"{prefix}::charge", charge, description="called by ::checkout")
+    iii.register_function(f"{prefix}::refund", refund, description="always fails: card declined")
     iii.register_function(f"{prefix}::log", write_lines, description="writes log lines")
     iii.add_connection_state_listener(lambda state: state == "connected" and registered.set())
     if not registered.wait(30):

@@ -33,7 +33,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
     engine: EngineProcess, telemetry_worker: TelemetryWorker
 ) -> None:
     tw = telemetry_worker
-    fn_a, fn_b = tw.fn("a"), tw.fn("b")
+    fn_a, fn_b = tw.fn("checkout"), tw.fn("charge")
     app = make_app(engine.url, intervals=PUSH_ONLY)
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(lambda: fn_a in app.store.functions, what="functions read")
@@ -44,11 +44,11 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         # a failing invocation, then A -> B: both arrive through the trace trigger
         failing = _token()
         with pytest.raises(InvocationError, match="card declined"):
-            tw.call("fail", {"tag": failing})
+            tw.call("refund", {"tag": failing})
         first = _token()
-        assert tw.call("a", {"tag": first}) == 21
+        assert tw.call("checkout", {"tag": first}) == 21
         inv = await wait_until(lambda: find_invocation(app, fn_a, first), what="A's root span")
-        bad = await wait_until(lambda: find_invocation(app, tw.fn("fail"), failing), what="failed span")
+        bad = await wait_until(lambda: find_invocation(app, tw.fn("refund"), failing), what="failed span")
         assert app.source.pushed_traces > 0  # type: ignore[attr-defined]
         # the worker column names the worker (from the function registry), not the span's
         # OpenTelemetry service name that every worker process shares
@@ -65,7 +65,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         await wait_text(app, "▼ 0 new")
         tokens = [_token() for _ in range(3)]
         for token in tokens:
-            tw.call("a", {"tag": token})
+            tw.call("checkout", {"tag": token})
         await wait_until(lambda: all(find_invocation(app, fn_a, t) for t in tokens), what="3 more")
         await wait_text(app, "▼ 3 new")
         assert screen.ring.new_count == 3 and not screen.ring.follow
@@ -93,7 +93,9 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         logs = app.screen
         assert isinstance(logs, LogsScreen) and logs.flt.text == f"trace={last.trace_id}"
         await wait_until(
-            lambda: [x.message for x in logs.ring.items] == [f"a {tokens[-1]}", f"b {tokens[-1]}"],
+            lambda: (
+                [x.message for x in logs.ring.items] == [f"checkout {tokens[-1]}", f"charge {tokens[-1]}"]
+            ),
             what="the trace's two log lines",
         )
         assert [x.level for x in logs.ring.items] == ["INFO", "WARN"]
@@ -140,7 +142,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         assert isinstance(inv_screen, InvocationsScreen)
         await wait_until(
             lambda: (
-                {i.function for i in inv_screen.ring.items} == {fn_a, tw.fn("fail")}
+                {i.function for i in inv_screen.ring.items} == {fn_a, tw.fn("refund")}
                 and len(inv_screen.ring.items) >= 5
             ),
             what="the worker's invocations",
