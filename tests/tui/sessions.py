@@ -1,48 +1,85 @@
-"""A deterministic demo session (every screen has data, plus malformed records).
+"""The replay session of the snapshot tests, recorded from a real run, and span helpers.
 
-``python -m tests.tui.sessions`` rewrites ``tests/tui/data/session.jsonl``; a test checks the
-committed file equals :func:`build_events`.
+``python -m tests.tui.sessions`` re-records ``tests/tui/data/session.jsonl.gz``: a dev engine
+with ``examples/engine.toml``, the example orders worker and ``examples/orders_caller.py`` (both
+with telemetry on), a billing worker with telemetry on (``telemetry_worker.py``: a checkout →
+charge chain, a failing refund, log lines with control characters), a mailer connecting while
+the dashboard watches, whose durable subscriber fails into the dead-letter queue and whose
+``webhook`` trigger has no provider (pending), two open channels (one drained by a reader, one
+waiting), a ``chat`` stream. The caller runs first, so its telemetry comes from the first reads
+(``engine::logs::list`` newest first); later telemetry arrives through the ``trace`` and ``log``
+triggers. The dashboard's data source (``EngineSource``) reads all of it and every event it
+emits is written, then a few details are fetched (a function's schema, a trace tree, state and
+stream items, dead letters) as the screens would.
+
+A replay of the file is deterministic (the clock follows the events), so the golden snapshots in
+``tests/tui/snapshots/`` compare exactly; ``test_session_is_a_real_recording`` checks the file
+holds the engine's real shapes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from iii_tui.session import write_session
+from iii_tui.source import EngineSource
 from iii_tui.store import Event
 
-__all__ = ["SESSION", "T0", "build_events", "span"]
+from tests.support.waiting import wait_for, wait_for_async
+
+__all__ = ["SESSION", "T0", "record_session", "span"]
 
 T0 = 1_800_000_000.0
-SESSION = Path(__file__).parent / "data" / "session.jsonl"
-W1 = "4f6c2a1e-8b1d-4c55-9a51-6f0e2b7c9d11"
-W2 = "9b3e7d20-1c4a-4e6f-8d2b-3a5c7e9f1b22"
-LONG_ID = "orders::" + "very-long-function-name-" * 8 + "end"
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
+SESSION = HERE / "data" / "session.jsonl.gz"
+
+#: Poll intervals while recording (short, so a few seconds cover every view more than once).
+RECORD_INTERVALS = {
+    "functions": 2.0,
+    "workers": 0.5,
+    "triggers": 1.0,
+    "health": 2.0,
+    "metrics": 1.0,
+    "traces": 1.0,
+    "logs": 1.0,
+    "channels": 1.0,
+    "streams": 1.0,
+    "queues": 1.0,
+}
 
 
 def span(
     trace: str,
     sid: str,
-    name: str,
+    function: str,
     start_ms: float,
     dur_ms: float | None,
     status: str = "ok",
     parent: str | None = None,
-    service: str = "orders-worker",
+    service: str = "iii-python-sdk",
     error: str | None = None,
 ) -> dict[str, Any]:
-    """A StoredSpan (protocol.md §7)."""
+    """A StoredSpan shaped like a worker's handler span (telemetry.md), ``start_ms`` after
+    :data:`T0`; ``dur_ms=None`` makes a pending (running) span."""
     start = int((T0 + start_ms / 1000) * 1e9)
     rec: dict[str, Any] = {
         "trace_id": trace,
         "span_id": sid,
         "parent_span_id": parent,
-        "name": name,
+        "name": f"execute {function}",
         "start_time_unix_nano": start,
         "end_time_unix_nano": None if dur_ms is None else start + int(dur_ms * 1e6),
         "status": status,
-        "attributes": [["iii.function_id", name], ["iii.worker", service]],
+        "attributes": [["iii.function.id", function], ["iii.invocation.id", f"inv-{sid}"]],
         "service_name": service,
         "events": [],
         "links": [],
@@ -54,386 +91,219 @@ def span(
     return rec
 
 
-def build_events() -> list[Event]:
-    """Every event of the demo session, in order."""
-    ev: list[Event] = []
+@contextmanager
+def _process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.terminate()
+        proc.wait(10)
 
-    def add(offset: float, kind: str, data: Any) -> None:
-        ev.append(Event(round(T0 + offset, 6), kind, data))
 
-    add(0, "conn", {"state": "connecting", "url": "ws://127.0.0.1:49134"})
-    add(0.05, "conn", {"state": "connected", "url": "ws://127.0.0.1:49134"})
-    add(
-        0.1,
-        "health",
-        {
-            "status": "healthy",
-            "version": "0.1.0",
-            "timestamp": 1,
-            "components": {
-                n: {"status": "healthy", "details": None} for n in ("logs", "metrics", "otel", "spans")
-            },
-        },
+async def _scenario(url: str, http_url: str, streams_url: str, env: dict[str, str]) -> list[Event]:
+    from iii_typed import III, InitOptions, register_worker
+
+    call_env = {**env, "III_URL": url, "III_HTTP_URL": http_url, "III_STREAMS_URL": streams_url}
+    driver = register_worker(url, InitOptions(worker_name="driver"))
+
+    def call(function_id: str, payload: Any) -> Any:
+        return driver.trigger({"function_id": function_id, "payload": payload})
+
+    # the example caller (typed stubs, HTTP, a stream subscriber, a channel, the queue) runs
+    # before the dashboard starts: its spans and logs come from the first engine::traces::list /
+    # engine::logs::list reads (logs newest first); everything later through the push triggers
+    caller = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, str(ROOT / "examples" / "orders_caller.py")],
+        env=call_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
-    functions = [
-        {
-            "function_id": "orders::create",
-            "namespace": "default",
-            "worker_name": "orders-worker",
-            "description": "Create an order",
-        },
-        {"function_id": "orders::get", "namespace": "default", "worker_name": "orders-worker"},
-        {"function_id": "orders::cancel", "namespace": "default", "worker_name": "orders-worker"},
-        {
-            "function_id": "billing::charge",
-            "namespace": "default",
-            "worker_name": "billing",
-            "description": "Charge a card\x1b[31m (escape codes are shown, not run)",
-        },
-        {"function_id": LONG_ID, "namespace": "default", "worker_name": "orders-worker"},
-        {"function_id": "engine::workers::list", "namespace": "default", "worker_name": "engine"},
-        {"namespace": "default"},  # malformed: no function_id
-    ]
-    add(0.2, "functions", {"functions": functions})
-    add(
-        0.25,
-        "function_info",
-        {
-            "function_id": "orders::create",
-            "namespace": "default",
-            "worker_name": "orders-worker",
-            "registered_triggers": [
-                {"id": "t-http", "trigger_type": "http", "config": {"api_path": "/orders"}}
-            ],
-            "request_schema": {
-                "type": "object",
-                "required": ["item"],
-                "properties": {
-                    "item": {"type": "string", "description": "what to order"},
-                    "qty": {"type": "integer", "default": 1, "minimum": 1},
-                    "speed": {"enum": ["standard", "express"], "default": "standard"},
-                },
-            },
-            "response_schema": {"type": "object", "properties": {"id": {"type": "string"}}},
-        },
-    )
-    workers = [
-        {
-            "id": "iii-state",
-            "name": "iii-state",
-            "runtime": "engine",
-            "version": "0.1.0",
-            "status": "available",
-            "function_count": 6,
-            "active_invocations": 0,
-            "connected_at_ms": int(T0 * 1000) - 60_000,
-            "namespace": "default",
-            "isolation": "in-process",
-            "os": None,
-            "ip_address": None,
-            "description": None,
-        },
-        {
-            "id": W1,
-            "name": "orders-worker",
-            "runtime": "python",
-            "version": "0.1.0",
-            "status": "connected",
-            "function_count": 4,
-            "active_invocations": 1,
-            "connected_at_ms": int(T0 * 1000) - 3_600_000,
-            "namespace": "default",
-            "isolation": None,
-            "os": "Linux",
-            "ip_address": "127.0.0.1",
-            "description": None,
-        },
-        {
-            "id": W2,
-            "name": "billing",
-            "runtime": "python",
-            "version": "0.1.0",
-            "status": "connected",
-            "function_count": 1,
-            "active_invocations": 0,
-            "connected_at_ms": int(T0 * 1000) - 120_000,
-            "namespace": "default",
-            "isolation": None,
-            "os": "Linux",
-            "ip_address": "127.0.0.1",
-            "description": None,
-        },
-        {"name": None},  # malformed: no id
-    ]
-    add(0.3, "workers", {"workers": workers})
-    for i in range(6):
-        add(
-            0.3 + i,
-            "worker_info",
-            {
-                "worker": {
-                    **workers[1],
-                    "pid": 4242,
-                    "internal": False,
-                    "latest_metrics": {
-                        "cpu_percent": [3.0, 12.5, 40.0, 22.0, 8.0, 15.5][i],
-                        "memory_rss": 48_000_000 + i * 1_000_000,
-                        "event_loop_lag_ms": [0.5, 0.7, 2.0, 1.1, 0.4, 0.6][i],
-                        "timestamp_ms": int(T0 * 1000) + i * 1000,
-                        "runtime": "python",
-                    },
-                },
-                "functions": [
-                    {"function_id": f} for f in ("orders::create", "orders::get", "orders::cancel")
-                ],
-                "registered_triggers": [],
-                "trigger_types": [],
-            },
+    if caller.returncode != 0:
+        raise SystemExit(f"orders_caller.py failed: {caller.stderr[-2000:]}")
+
+    def caller_telemetry_stored() -> bool:
+        logs = call("engine::logs::list", {"limit": 1000})["logs"]
+        spans = call("engine::traces::list", {"name": "execute orders::export"})["spans"]
+        return sum(r["body"] == "receipt sent" for r in logs) == 5 and bool(spans)
+
+    await asyncio.to_thread(wait_for, caller_telemetry_stored, 20, 0.05, "the caller's telemetry stored")
+    events: list[Event] = []
+    source = EngineSource(url, readonly=True, intervals=RECORD_INTERVALS)
+    task = asyncio.ensure_future(source.run(events.append))
+    channels: list[Any] = []
+    mailer: III | None = None
+    try:
+        await wait_for_async(
+            lambda: any(e.kind == "logs" and len(e.data["logs"]) > 1 for e in events),
+            20,
+            0.02,
+            "the first read",
         )
-    add(
-        0.4,
-        "triggers",
-        {
-            "registered_triggers": [
-                {
-                    "id": "t-http",
-                    "trigger_type": "http",
-                    "function_id": "orders::create",
-                    "worker_name": "orders-worker",
-                    "config": {"api_path": "/orders", "http_method": "POST"},
-                    "config_summary": '{"api_path":"/orders","http_method":"POST"}',
-                    "status": "active",
-                },
-                {
-                    "id": "t-cron",
-                    "trigger_type": "cron",
-                    "function_id": "billing::charge",
-                    "worker_name": "billing",
-                    "config": {"expression": "0 */5 * * * *"},
-                    "config_summary": '{"expression":"0 */5 * * * *"}',
-                    "status": "active",
-                },
-                {
-                    "id": "t-parked",
-                    "trigger_type": "webhook",
-                    "function_id": "orders::get",
-                    "worker_name": "orders-worker",
-                    "config": {},
-                    "config_summary": "{}",
-                    "status": "pending",
-                },
-            ]
-        },
-    )
-    add(
-        0.45,
-        "trigger_types",
-        {
-            "triggers": [
-                {
-                    "id": "http",
-                    "worker_name": "iii-http",
-                    "description": "HTTP requests",
-                    "namespace": "default",
-                },
-                {
-                    "id": "cron",
-                    "worker_name": "iii-cron",
-                    "description": "Cron schedules",
-                    "namespace": "default",
-                },
-                {
-                    "id": "engine::functions-available",
-                    "worker_name": "iii-engine-functions",
-                    "description": "Registry changes",
-                    "namespace": "default",
-                },
-            ]
-        },
-    )
-    add(
-        0.5,
-        "metrics",
-        {
-            "engine_metrics": {
-                "invocations": {"total": 40, "success": 36, "error": 4, "deferred": 0, "by_function": {}},
-                "workers": {"spawns": 3, "deaths": 0, "active": 3},
-                "performance": {
-                    "avg_duration_ms": 12.0,
-                    "p50_duration_ms": 8.0,
-                    "p95_duration_ms": 40.0,
-                    "p99_duration_ms": 80.0,
-                    "min_duration_ms": 1.0,
-                    "max_duration_ms": 90.0,
-                },
+        # a worker connecting while the dashboard watches (the overview's change feed)
+        mailer = await asyncio.to_thread(register_worker, url, InitOptions(worker_name="mailer"))
+
+        def send(data: dict[str, Any]) -> None:
+            raise ConnectionError(f"smtp down for {data['to']}")
+
+        mailer.register_function("mail::send", send, description="Send an email (the SMTP server is down)")
+        mailer.register_trigger(
+            {
+                "type": "durable:subscriber",
+                "function_id": "mail::send",
+                "config": {"topic": "emails", "queue_config": {"maxRetries": 1}},
             }
-        },
-    )
-    # 40 invocations over 20 s; every 10th fails; the last is still running
-    for i in range(40):
-        trace = f"{i + 1:032x}"
-        name = ("orders::create", "orders::get", "billing::charge")[i % 3]
-        dur = None if i == 39 else float(5 + (i * 7) % 50)
-        status = "error" if i % 10 == 9 else "ok"
-        spans = [
-            span(
-                trace,
-                f"{i + 1:016x}",
-                name,
-                1000 + i * 500,
-                dur,
-                status,
-                service="billing" if name.startswith("billing") else "orders-worker",
-                error="card declined" if status == "error" else None,
+        )
+        mailer.register_trigger(
+            {"type": "webhook", "function_id": "mail::send", "config": {"path": "/hooks/mail"}}
+        )
+
+        def listed() -> bool:
+            return any("mail::send" in str(e.data) for e in events if e.kind == "functions")
+
+        await wait_for_async(listed, 10, 0.02, "mail::send listed")
+
+        # billing: call chains paced by the worker's metric reports (a new latest_metrics sample
+        # between two calls, so the sparklines have points), a failure, log lines with control
+        # characters
+        def samples() -> int:
+            return len(
+                {
+                    e.data["worker"].get("latest_metrics", {}).get("timestamp_ms")
+                    for e in events
+                    if e.kind == "worker_info" and e.data["worker"].get("name") == "billing-worker"
+                }
             )
+
+        for n in range(8):
+            await asyncio.to_thread(call, "billing::checkout", {"tag": f"cart-{17 + n}"})
+            seen = samples()
+            await wait_for_async(lambda seen=seen: samples() > seen, 10, 0.02, "the next metrics sample")
+        try:
+            await asyncio.to_thread(call, "billing::refund", {"tag": "cart-17"})
+        except Exception:  # card declined: the error is what the screens show
+            pass
+        lines = [
+            {"level": "debug", "message": "ledger balanced"},
+            {"level": "warn", "message": "ansi \x1b[2J\x1b[31mred\x1b[0m and\nnewline"},
+            {"level": "info", "message": "long " + "x" * 3000},
         ]
-        if i == 37:
-            spans += [
-                span(
-                    trace,
-                    "c1",
-                    "billing::charge",
-                    1000 + i * 500 + 2,
-                    20.0,
-                    "ok",
-                    parent=f"{i + 1:016x}",
-                    service="billing",
-                ),
-                span(
-                    trace, "c2", "state::set", 1000 + i * 500 + 5, 3.0, "ok", parent="c1", service="iii-state"
-                ),
-                span(
-                    trace,
-                    "c3",
-                    "orders::notify",
-                    1000 + i * 500 + 24,
-                    8.0,
-                    "error",
-                    parent=f"{i + 1:016x}",
-                    error="smtp down",
-                ),
-            ]
-        add(1 + i * 0.5, "spans", {"spans": spans})
-    add(20.5, "spans", {"spans": [{"trace_id": 5}, "not a span", {"span_id": "x"}]})  # malformed
-    levels = [(9, "INFO"), (13, "WARN"), (17, "ERROR"), (5, "DEBUG")]
-    logs = []
-    for i in range(30):
-        sev, text = levels[i % 4]
-        logs.append(
-            {
-                "timestamp_unix_nano": int((T0 + 1 + i * 0.6) * 1e9),
-                "observed_timestamp_unix_nano": 0,
-                "severity_number": sev,
-                "severity_text": text,
-                "body": f"order {i} processed",
-                "attributes": {},
-                "trace_id": f"{(i % 40) + 1:032x}",
-                "span_id": f"{(i % 40) + 1:016x}",
-                "resource": {},
-                "service_name": "orders-worker",
-            }
+        await asyncio.to_thread(call, "billing::log", {"lines": lines})
+        # dead letters, a stream with two groups, two open channels
+        for to in ("a@example.com", "b@example.com"):
+            await asyncio.to_thread(call, "iii::durable::publish", {"topic": "emails", "data": {"to": to}})
+        for group, item in (("room-1", "ada"), ("room-1", "bob"), ("room-2", "cy")):
+            payload = {"stream_name": "chat", "group_id": group, "item_id": item, "data": {"user": item}}
+            await asyncio.to_thread(call, "stream::set", payload)
+        drained = await asyncio.to_thread(mailer.create_channel)
+        waiting = await asyncio.to_thread(mailer.create_channel, 16)
+        channels = [drained, waiting]
+        reader = threading.Thread(target=lambda: list(drained.reader), daemon=True)
+        reader.start()
+        await asyncio.to_thread(drained.writer.write, b"r" * 200_000)
+        await asyncio.to_thread(waiting.writer.write, b"w" * 1000)
+        await asyncio.to_thread(waiting.writer.send_message, "header")
+
+        def dead_letters() -> bool:
+            return any(
+                t.get("message_count") == 2
+                for t in driver.trigger({"function_id": "engine::queue::dlq_topics", "payload": {}})
+            )
+
+        await asyncio.to_thread(wait_for, dead_letters, 20, 0.05, "two dead letters")
+
+        def pushed(name: str) -> bool:
+            return any(s.get("name") == name for e in events if e.kind == "spans" for s in e.data["spans"])
+
+        await wait_for_async(
+            lambda: pushed("execute billing::refund") and pushed("execute billing::log"),
+            10,
+            0.02,
+            "the last spans",
         )
-    logs.append(
-        {
-            "timestamp_unix_nano": int((T0 + 19) * 1e9),
-            "severity_number": 17,
-            "body": "bad bytes \udcff\udcfe here",
-            "service_name": "billing",
-        }
-    )
-    logs.append(
-        {
-            "timestamp_unix_nano": int((T0 + 19.1) * 1e9),
-            "severity_number": 13,
-            "body": "huge " + "x" * 100_000,
-            "service_name": "billing",
-        }
-    )
-    logs.append(
-        {
-            "timestamp_unix_nano": int((T0 + 19.2) * 1e9),
-            "severity_text": "INFO",
-            "body": "ansi \x1b[2J\x1b[31mred\x1b[0m and\nnewline",
-            "service_name": "billing",
-        }
-    )
-    logs.append({"body": {"structured": True, "n": 1}})  # missing every other field
-    add(20.6, "logs", {"logs": logs})
-    add(
-        20.7,
-        "channels",
-        {
-            "channels": [
-                {
-                    "channel_id": "0c8e7f6a-1b2c-4d3e-9f8a-7b6c5d4e3f21",
-                    "state": "open",
-                    "reader_connected": True,
-                    "writer_connected": True,
-                    "messages": 12,
-                    "bytes": 786_432,
-                    "owner_worker_name": "orders-worker",
-                    "created_at_ms": int(T0 * 1000) + 5000,
-                },
-                {
-                    "channel_id": "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b10",
-                    "state": "waiting",
-                    "reader_connected": False,
-                    "writer_connected": True,
-                    "messages": 0,
-                    "bytes": 0,
-                    "created_at_ms": int(T0 * 1000) + 15_000,
-                },
-            ]
-        },
-    )
-    add(
-        20.8,
-        "streams",
-        {
-            "count": 2,
-            "stream": [
-                {"id": "chat", "groups": ["room-1", "room-2"]},
-                {"id": "presence", "groups": ["lobby"]},
-            ],
-        },
-    )
-    add(20.85, "state_groups", {"groups": ["carts", "sessions"]})
-    add(
-        20.86,
-        "state_items",
-        {"scope": "carts", "items": [{"id": "c1", "total": 10}, {"id": "c2", "total": 3}]},
-    )
-    add(
-        20.9,
-        "queues",
-        {
-            "topics": [
-                {"topic": "emails", "depth": 3, "consumers": 2},
-                {"topic": "invoices", "depth": 0, "consumers": 1},
-            ]
-        },
-    )
-    add(20.92, "dlq", {"topics": [{"topic": "emails", "count": 2}]})
-    add(
-        20.95,
-        "dlq_messages",
-        {
-            "topic": "emails",
-            "messages": [
-                {
-                    "message_id": "m-1",
-                    "attempts": 3,
-                    "error": "smtp timeout",
-                    "payload": {"to": "a@example.com"},
-                },
-                {"message_id": "m-2", "attempts": 3, "error": "bounced", "payload": {"to": "b@example.com"}},
-            ],
-        },
-    )
-    add(21.0, "registry", {"event": "worker_connected", "worker_id": W2})
-    return ev
+        # a full poll round after everything happened, then the details the screens fetch
+        marker = len(events)
+        for view in RECORD_INTERVALS:
+            source.wake(view)
+        # (spans and logs come through the trace and log triggers, not polls, by now)
+        wanted = {"functions", "workers", "triggers", "metrics", "channels", "streams", "dlq"}
+        await wait_for_async(lambda: wanted <= {e.kind for e in events[marker:]}, 20, 0.02, "a poll round")
+        chain = next(
+            s["trace_id"]
+            for e in events
+            if e.kind == "spans"
+            for s in e.data["spans"]
+            if s.get("name") == "execute billing::charge"
+        )
+        for kind, arg in (
+            ("function_info", "orders::create"),
+            ("trace_tree", chain),
+            ("state_items", "orders"),
+            ("stream_items", "chat"),
+            ("dlq_messages", "emails"),
+        ):
+            source.request(kind, arg)
+            await wait_for_async(
+                lambda k=kind: any(e.kind == k for e in events), 10, 0.02, f"the {kind} answer"
+            )
+        await wait_for_async(
+            lambda: any(
+                e.kind == "worker_info" and e.data["worker"]["name"] == "billing-worker" for e in events
+            ),
+            10,
+            0.02,
+            "the billing worker's metrics",
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for channel in channels:
+            await asyncio.to_thread(channel.writer.close)
+        if mailer is not None:
+            mailer.shutdown()
+        driver.shutdown()
+    return events
+
+
+def record_session(path: Path = SESSION) -> int:
+    """Record a session from a real run into ``path``; returns the number of events."""
+    from iii_typed.demo import WORKER_FUNCTIONS
+    from iii_typed.engine.process import EngineProcess
+
+    from .conftest import TELEMETRY_ENV
+
+    env = {**os.environ, **TELEMETRY_ENV, "PYTHONPATH": str(ROOT)}
+    with EngineProcess(config=ROOT / "examples" / "engine.toml", env={"OTEL_ENABLED": "false"}) as engine:
+        workers = [
+            [sys.executable, str(ROOT / "examples" / "orders_worker.py")],
+            [sys.executable, str(HERE / "telemetry_worker.py"), engine.url, "billing", "billing-worker"],
+        ]
+        with (
+            _process(workers[0], {**env, "III_URL": engine.url}),
+            _process(workers[1], env),
+        ):
+            from iii_typed import register_worker
+
+            expected = {*WORKER_FUNCTIONS, "billing::checkout", "billing::log"}
+            with register_worker(engine.url) as probe:
+
+                def registered() -> bool:
+                    listed = probe.trigger({"function_id": "engine::functions::list", "payload": {}})
+                    return expected <= {f["function_id"] for f in listed["functions"]}
+
+                wait_for(registered, 30, 0.05, "the workers registered")
+            events = asyncio.run(_scenario(engine.url, engine.http_url, engine.streams_url, env))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_session(path, events, url=events[0].data["url"])
+    return len(events)
 
 
 if __name__ == "__main__":
-    write_session(SESSION, build_events(), url="ws://127.0.0.1:49134")
-    print(f"wrote {SESSION}")
+    os.environ["OTEL_ENABLED"] = "false"  # the recorder itself: telemetry off, as the dashboard
+    count = record_session()
+    print(f"wrote {SESSION} ({count} events, {SESSION.stat().st_size} bytes)")

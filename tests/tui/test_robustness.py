@@ -4,7 +4,6 @@ engine data shown safely, and no fixed pauses in the dashboard tests (B19)."""
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -93,7 +92,8 @@ async def test_invocation_ring_tick_cost_does_not_grow_with_history() -> None:
         await pilot.resize_terminal(200, 60)
         await pilot.pause()
         assert screen.ring.size.width > 150
-    early, late = statistics.median(ticks[2:5]), statistics.median(ticks[14:20])
+    # the fastest tick of each window: robust to other processes taking the CPU for a moment
+    early, late = min(ticks[2:5]), min(ticks[14:20])
     assert late <= max(1.5 * early, early + 0.005), (early, late)
 
 
