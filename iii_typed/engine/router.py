@@ -80,7 +80,13 @@ if TYPE_CHECKING:
     from ..protocol._generated.engine import WorkersRegisterInput
     from .config import EngineConfig
 
-__all__ = ["ENQUEUE_FUNCTION", "NO_QUEUE_PROVIDER_MESSAGE", "TELEMETRY_PREFIXES", "Router"]
+__all__ = [
+    "DUPLICATE_INVOCATION_ID",
+    "ENQUEUE_FUNCTION",
+    "NO_QUEUE_PROVIDER_MESSAGE",
+    "TELEMETRY_PREFIXES",
+    "Router",
+]
 
 log = logging.getLogger("iii_typed.engine")
 
@@ -96,6 +102,8 @@ NO_QUEUE_PROVIDER_MESSAGE: Final = (
     "in namespace default)"
 )
 _STOPPED: Final = "Invocation stopped"
+#: Error code answering a call whose ``invocation_id`` is still in flight at the same callee.
+DUPLICATE_INVOCATION_ID: Final = "DUPLICATE_INVOCATION_ID"
 _REATTACH_WAIT: Final = 5.0
 _UNSET: Any = object()
 _REGISTRATIONS: Final = (
@@ -540,9 +548,23 @@ class Router:
             caller = conn
         executing = callee.executing
         if invocation_id in executing:
+            # Replacing the entry would send the callee's answer to the newcomer and leave the
+            # first caller waiting forever (ids are visible in traces: a worker could take another
+            # worker's result that way). The newcomer is refused; the call in flight is untouched.
             log.warning(
-                "invocation id %s reused while still in flight; the earlier call is dropped", invocation_id
+                "call of %r from %s refused: invocation id %s is already in flight",
+                function_id,
+                conn.id,
+                invocation_id,
             )
+            await self._reply_error(
+                conn,
+                frame,
+                DUPLICATE_INVOCATION_ID,
+                f"invocation id {invocation_id} is already in flight for {function_id!r}: "
+                "use a fresh UUID for every call",
+            )
+            return
         pending = executing[invocation_id] = Pending(caller, function_id, frame.traceparent, frame.baggage)
         if self._observer is not None:
             pending.token = self._started(

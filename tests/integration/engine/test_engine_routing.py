@@ -283,3 +283,40 @@ async def test_a_slow_worker_does_not_stall_others(engine, workers):
     finally:
         flood_task.cancel()
         await slow.close()
+
+
+async def test_an_invocation_id_already_in_flight_is_refused_not_hijacked(engine, workers):
+    """A second call with an id still in flight at the same callee replaced the first: its result
+    went to the second caller and the first waited forever. Invocation ids show up in traces, so
+    any worker could take another's result that way. The newcomer is refused instead."""
+    callee, caller, fid = await _pair(engine, workers)
+    release = asyncio.Event()
+
+    async def slow(frame):
+        await release.wait()
+        return {"for": frame["data"]["who"]}
+
+    callee.serve(fid, slow)
+    intruder = await workers(engine.url)
+    invocation_id = str(uuid.uuid4())
+    call = {"type": "invokefunction", "function_id": fid, "invocation_id": invocation_id}
+    await caller.send({**call, "data": {"who": "caller"}})
+    await wait_for_async(lambda: len(callee.calls.get(fid, [])) == 1, what="the first call delivered")
+    await intruder.send({**call, "data": {"who": "intruder"}})
+    refused = await intruder.expect(
+        lambda f: f.get("invocation_id") == invocation_id, type="invocationresult"
+    )
+    assert refused["error"]["code"] == "DUPLICATE_INVOCATION_ID"
+    assert invocation_id in refused["error"]["message"]
+    await caller.send({**call, "data": {"who": "caller again"}})  # the same caller reusing it too
+    again = await caller.expect(lambda f: f.get("invocation_id") == invocation_id, type="invocationresult")
+    assert again["error"]["code"] == "DUPLICATE_INVOCATION_ID"
+    assert len(callee.calls[fid]) == 1  # neither duplicate reached the callee
+    release.set()
+    answer = await caller.expect(lambda f: f.get("invocation_id") == invocation_id, type="invocationresult")
+    assert answer["result"] == {"for": "caller"}
+    await intruder.sync()
+    assert not intruder.find(
+        lambda f: f.get("result") is not None and f.get("invocation_id") == invocation_id
+    )
+    assert await caller.result(fid, {"who": "later"}) == {"for": "later"}  # the id is free again
