@@ -11,11 +11,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from iii_tui.modals import InvokeScreen, ResultScreen
 from iii_tui.screens import FunctionsScreen, InvocationsScreen, LogsScreen, TraceScreen, WorkersScreen
 from iii_tui.store import LogLine
 from iii_tui.views import function_rows, invocation_cells, worker_rows
 from iii_tui.waterfall import waterfall_rows
 from iii_tui.widgets import KeyedTable
+from textual.widgets import Input
 
 from iii_typed import InvocationError
 from iii_typed.engine.process import EngineProcess
@@ -154,6 +156,26 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
             lambda: app.screen.query_one("#main-table", KeyedTable).keys == [tw.worker_id],
             what="the invocation's worker",
         )
+
+        # invoke from the dashboard: the result screen finds the call's trace, `t` opens it
+        app.open_invoke(fn_a)
+        await wait_until(lambda: isinstance(app.screen, InvokeScreen), what="invoke form")
+        form = app.screen
+        assert isinstance(form, InvokeScreen) and [s.key for s in form.flat] == [""]  # no schema: JSON
+        invoked = _token()
+        form.query_one("#fld-0", Input).value = f'{{"tag": "{invoked}"}}'
+        await pilot.press("ctrl+s")
+        await wait_until(lambda: isinstance(app.screen, ResultScreen), what="result screen")
+        result = app.screen
+        assert isinstance(result, ResultScreen) and result.outcome.result == 21
+        await wait_until(lambda: result.outcome.trace_id, what="the invoke's trace found")
+        mine = await wait_until(lambda: find_invocation(app, fn_a, invoked), what="the invoke's root span")
+        assert result.outcome.trace_id == mine.trace_id
+        await wait_text(app, f"trace: {mine.trace_id}")
+        await pilot.press("t")
+        await wait_until(lambda: isinstance(app.screen, TraceScreen), what="the invoke's waterfall")
+        assert app.current_trace == mine.trace_id
+        await wait_text(app, "2 span(s)")
 
 
 async def test_log_tail_from_the_log_trigger_with_filters(

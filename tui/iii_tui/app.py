@@ -34,6 +34,10 @@ __all__ = ["WRITE_ACTIONS", "DataSource", "IIIApp", "NullSource"]
 
 #: Bindings that write to the engine: disabled by ``--readonly`` (and in replays).
 WRITE_ACTIONS = frozenset({"invoke", "redrive", "discard"})
+#: How often, and how far apart, an invoke's trace is looked for (workers flush spans every
+#: 100 ms by default; the engine coalesces trace notifications over 300 ms).
+TRACE_LOOKUPS = 12
+TRACE_LOOKUP_INTERVAL_S = 0.25
 
 III_THEME = Theme(
     name="iii",
@@ -366,8 +370,14 @@ class IIIApp(App[int]):
             )
             if payload is MISSING:
                 return
+            started = self.clock.now()
             outcome = await self.invoke(function_id, payload)
-            choice = await self.push_screen_wait(ResultScreen(outcome))
+            screen = ResultScreen(outcome, looking=True)
+            lookup = asyncio.ensure_future(self._lookup_trace(outcome, started, screen))
+            try:
+                choice = await self.push_screen_wait(screen)
+            finally:
+                lookup.cancel()
             if choice == "trace" and outcome.trace_id:
                 self.open_trace(outcome.trace_id)
             elif choice == "again":
@@ -388,7 +398,6 @@ class IIIApp(App[int]):
         """Call a function and measure it; the outcome also goes to the store (and the recording)."""
         from iii_typed import IIIError
 
-        started_wall = self.clock.now()
         started = time.perf_counter()
         try:
             result = await self.source.call(function_id, payload)
@@ -407,14 +416,25 @@ class IIIApp(App[int]):
                 error=str(exc),
                 duration_ms=(time.perf_counter() - started) * 1000,
             )
-        finder = getattr(self.source, "find_trace", None)
-        if finder is not None:
-            try:
-                outcome.trace_id = await finder(function_id, started_wall)
-            except Exception:
-                outcome.trace_id = None
         self.sink(Event(self.clock.now(), "invoke", outcome.as_dict()))
         return outcome
+
+    async def _lookup_trace(self, outcome: InvokeOutcome, since: float, screen: ResultScreen) -> None:
+        """Find the trace of an invoke (its root span reaches the engine after the worker's next
+        telemetry flush, so ask a few times) and show it on the result screen."""
+        finder = getattr(self.source, "find_trace", None)
+        found: str | None = None
+        if finder is not None:
+            for attempt in range(TRACE_LOOKUPS):
+                if attempt:
+                    await asyncio.sleep(TRACE_LOOKUP_INTERVAL_S)
+                try:
+                    found = await finder(outcome.function_id, since)
+                except Exception:
+                    found = None
+                if found:
+                    break
+        screen.show_trace(found)
 
     def confirm_then_call(self, question: str, function_id: str, payload: Any, wake: str) -> None:
         """Ask ``question``; on yes call ``function_id`` and refresh ``wake``."""

@@ -312,9 +312,10 @@ class ResultScreen(ModalScreen[str | None]):
         Binding("r", "again", "Invoke again"),
     ]
 
-    def __init__(self, outcome: InvokeOutcome) -> None:
+    def __init__(self, outcome: InvokeOutcome, looking: bool = False) -> None:
         super().__init__()
         self.outcome = outcome
+        self.looking = looking
 
     def compose(self) -> ComposeResult:
         o = self.outcome
@@ -323,10 +324,23 @@ class ResultScreen(ModalScreen[str | None]):
         body = clean_text(body, 20000).replace(" ⏎ ", "\n")
         with Vertical(id="result-box", classes="modal-box"):
             yield Label(f"{clean_text(o.function_id)}: {status} in {o.duration_ms:.1f} ms", id="result-title")
-            yield Label(f"trace: {o.trace_id or 'not found'}", id="result-trace")
+            yield Label(self._trace_text(), id="result-trace")
             with VerticalScroll():
                 yield Static(body.replace("[", r"\["), id="result-body")
             yield Label("t trace · r invoke again · Esc close", classes="muted")
+
+    def _trace_text(self) -> str:
+        if self.outcome.trace_id:
+            return f"trace: {self.outcome.trace_id}"
+        return "trace: looking…" if self.looking else "trace: not found"
+
+    def show_trace(self, trace_id: str | None) -> None:
+        """The trace lookup finished (spans reach the engine shortly after the call returns)."""
+        self.looking = False
+        if trace_id:
+            self.outcome.trace_id = trace_id
+        if self.is_mounted:
+            self.query_one("#result-trace", Label).update(self._trace_text())
 
     def action_close(self) -> None:
         """Close."""
