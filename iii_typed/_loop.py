@@ -22,7 +22,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Final, TypeVar
 
-__all__ = ["HandlerThreads", "LoopThread", "is_own_cancellation", "new_event_loop"]
+__all__ = ["HandlerCapacityError", "HandlerThreads", "LoopThread", "is_own_cancellation", "new_event_loop"]
 
 log = logging.getLogger("iii_typed")
 
@@ -166,6 +166,13 @@ class LoopThread:
             self.thread.join(timeout)
 
 
+class HandlerCapacityError(RuntimeError):
+    """No thread could be started for a handler: the process (or its container) is out of threads.
+
+    Unlike the ``RuntimeError`` of a shut-down pool, the call is still owed an answer.
+    """
+
+
 class HandlerThreads:
     """Runs callables each on a thread of its own, reusing idle threads (an unbounded pool).
 
@@ -188,6 +195,7 @@ class HandlerThreads:
         """Run ``fn`` (with a copy of the caller's context) on an idle or a new thread.
 
         Raises:
+            HandlerCapacityError: no thread can be started (the process is out of threads).
             RuntimeError: after :meth:`shutdown`.
         """
         ctx = contextvars.copy_context()
@@ -206,7 +214,13 @@ class HandlerThreads:
                 target=self._work, args=(run,), name=f"{self._name}-{next(_ids)}", daemon=True
             )
             self._threads.add(thread)
-        thread.start()
+            running = len(self._threads)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread": a ulimit or a container pids limit
+            with self._lock:
+                self._threads.discard(thread)
+            raise HandlerCapacityError(f"{exc} ({running - 1} handler threads are running)") from exc
 
     def _work(self, task: Callable[[], None] | None) -> None:
         try:

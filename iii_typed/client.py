@@ -37,7 +37,7 @@ from pydantic_core import PydanticSerializationError
 from . import _handlers
 from ._connection import Connection, build_headers
 from ._handlers import HandlerSpec, build_error_result, validation_message
-from ._loop import HandlerThreads, LoopThread, is_own_cancellation
+from ._loop import HandlerCapacityError, HandlerThreads, LoopThread, is_own_cancellation
 from ._wire import check_size, encode_frame, find_unserialisable
 from ._worker_info import allocate_unnamed_suffix, resolve_namespace, resolve_worker_name, worker_metadata
 from .channels import Channel, ChannelFactory, create_request
@@ -1126,6 +1126,15 @@ class III:
         else:
             try:
                 self._threads.submit(lambda: self._run_sync_handler(spec, frame, data))
+            except HandlerCapacityError as exc:
+                log.error("cannot run the handler of %r: %s", frame.function_id, exc)
+                if frame.invocation_id is not None:
+                    message = f"the worker could not run the handler of {frame.function_id!r}: {exc}"
+                    self._send_soon(
+                        build_error_result(
+                            frame.function_id, frame.invocation_id, "invocation_failed", message
+                        )
+                    )
             except RuntimeError:
                 log.debug("invocation of %r after shutdown ignored", frame.function_id)
 

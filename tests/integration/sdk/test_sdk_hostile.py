@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from iii_typed import III, InvocationError, TriggerConfig, TriggerHandler, register_worker
+from iii_typed._loop import HandlerCapacityError
 from iii_typed.engine.process import EngineProcess
 from tests.integration.sdk.sdk_support import fast_options
 from tests.support.waiting import wait_for
@@ -255,3 +256,21 @@ def test_registrations_the_engine_would_drop_are_refused_locally(make: Make) -> 
         client.register_trigger({"type": " ", "function_id": fid})
     with pytest.raises(ValueError, match="trigger type id is blank"):
         client.register_trigger_type({"id": "", "description": "d"}, _ExitingProvider())
+
+
+def test_a_call_that_gets_no_handler_thread_is_answered(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When no thread can be started for a sync handler the call was dropped silently (logged at
+    DEBUG as "after shutdown") and its caller waited for the whole timeout."""
+    worker = make(worker_name=_tag())
+    caller = make(worker_name=_tag())
+    fid = f"{_tag()}::f"
+    worker.register_function(fid, lambda _: "ran")
+
+    def no_thread(fn: Callable[[], None]) -> None:
+        raise HandlerCapacityError("can't start new thread (2000 handler threads are running)")
+
+    monkeypatch.setattr(worker._threads, "submit", no_thread)
+    error = _failure(caller, fid)
+    assert "could not run the handler" in error.message and "can't start new thread" in error.message
+    monkeypatch.undo()
+    assert caller.trigger({"function_id": fid, "payload": {}, "timeout_ms": 5000}) == "ran"

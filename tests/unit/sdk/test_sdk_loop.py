@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from iii_typed._loop import HandlerThreads, LoopThread
+from iii_typed._loop import HandlerCapacityError, HandlerThreads, LoopThread
 from tests.support.waiting import wait_for
 
 
@@ -123,3 +123,27 @@ def test_system_exit_from_code_on_the_loop_does_not_stop_it(
     finally:
         lt.stop()
     assert not lt.thread.is_alive()
+
+
+def test_a_thread_that_cannot_start_is_a_capacity_error_not_a_shutdown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Out of threads (a storm of calls to a stuck handler under a container's pids limit), the
+    RuntimeError of ``Thread.start`` looked like "client shut down": the call was dropped without
+    an answer and the never-started thread stayed in the pool's books."""
+    pool = HandlerThreads("test-handler")
+    try:
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't start new thread")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(threading.Thread, "start", refuse)
+            with pytest.raises(HandlerCapacityError, match="can't start new thread"):
+                pool.submit(lambda: None)
+        assert pool.threads() == []
+        done = threading.Event()
+        pool.submit(done.set)  # threads can start again: the pool works
+        assert done.wait(5)
+    finally:
+        pool.shutdown()
