@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from iii_tui.filtering import Filter
 from iii_tui.schema_form import MISSING, build_value, fields_from_schema, initial_raw, raw_from_value
 from iii_tui.session import ReplaySource, SessionError, read_session, write_session
-from iii_tui.store import Event, Store, StoreLimits, clean_text, percentile
-from iii_tui.views import function_rows, screen_text
+from iii_tui.store import (
+    Event,
+    Store,
+    StoreLimits,
+    clean_text,
+    is_root_span,
+    percentile,
+    span_function,
+)
+from iii_tui.views import channel_rows, function_rows, screen_text
 from iii_tui.waterfall import bar, waterfall_rows
 
 from .sessions import T0, span
@@ -93,6 +102,85 @@ def test_store_logs_dedup_and_missing_views() -> None:
     assert "engine::channels::list" in screen_text(store, "channels")
     store.apply(Event(T0, "available", {"function_id": "engine::channels::list"}))
     assert "missing" not in screen_text(store, "channels")
+
+
+def test_engine_answer_orders_become_oldest_first() -> None:
+    """engine::logs::list answers newest first, and the first traces read asks for newest first:
+    the tail and the invocation stream show the oldest first (equal stamps keep the engine's
+    order)."""
+    store = Store()
+    logs = [
+        {"timestamp_unix_nano": int((T0 + i) * 1e9), "body": f"line {i}", "span_id": str(i)}
+        for i in (3, 2, 1)
+    ]
+    same = [{"timestamp_unix_nano": int(T0 * 1e9), "body": b, "span_id": b} for b in ("newer", "older")]
+    store.apply(Event(T0, "logs", {"logs": logs}))
+    store.apply(Event(T0, "logs", {"logs": same}))
+    assert [x.message for x in store.logs] == ["line 1", "line 2", "line 3", "older", "newer"]
+    spans = [span(f"{i:032x}", f"{i:016x}", "f::x", i * 10, 1.0) for i in (3, 1, 2)]
+    store.apply(Event(T0, "spans", {"spans": spans}))
+    assert [inv.trace_id for inv in store.invocations] == [f"{i:032x}" for i in (1, 2, 3)]
+
+
+def test_real_span_shapes_function_root_worker_and_nested_stats() -> None:
+    """Worker spans are ``execute <fn>`` with ``iii.function.id``; the engine's are ``call <fn>``;
+    a nested call counts for its function; the worker comes from the function registry."""
+    store = Store()
+    store.apply(
+        Event(T0, "functions", {"functions": [{"function_id": "shop::a", "worker_name": "shop-worker"}]})
+    )
+    root = span("t" * 32, "a" * 16, "shop::a", 0, 9.0)
+    child = span("t" * 32, "b" * 16, "shop::b", 1, 3.0, parent="a" * 16)
+    engine_call = {**span("t" * 32, "c" * 16, "state::set", 2, 1.0, parent="b" * 16), "service_name": "iii"}
+    engine_call.update(name="call state::set", attributes=[])
+    app_span = {**span("t" * 32, "d" * 16, "x", 3, 1.0, parent="a" * 16), "name": "GET", "attributes": []}
+    for record in (child, engine_call, app_span, root, child):  # child again: counted once
+        store.apply(Event(T0, "spans", [record]))
+    assert [(i.function, i.worker, i.service) for i in store.invocations] == [
+        ("shop::a", "shop-worker", "iii-python-sdk")
+    ]
+    assert {f: st.calls for f, st in store.fn_stats.items()} == {"shop::a": 1, "shop::b": 1, "state::set": 1}
+    assert span_function({"name": "execute shop::a"}) == "shop::a"
+    assert is_root_span({"parent_span_id": None}) and is_root_span({"parent_span_id": "0" * 16})
+    assert not is_root_span({"parent_span_id": "a" * 16})
+    # an invocation seen before its function was listed gets its worker when it is
+    other = span("u" * 32, "e" * 16, "shop::late", 5, 1.0)
+    store.apply(Event(T0, "spans", [other]))
+    assert store.invocations[-1].worker == "" and store.invocations[-1].shown_worker == "iii-python-sdk"
+    store.apply(
+        Event(T0, "functions", {"functions": [{"function_id": "shop::late", "worker_name": "late-worker"}]})
+    )
+    assert store.invocations[-1].worker == "late-worker"
+
+
+def test_channel_rows_from_the_engine_shape() -> None:
+    """``engine::channels::list`` rows (docs/channels.md) have no state of their own: it comes from
+    the sides; the owner is the creating worker's name."""
+    store = Store()
+    store.apply(Event(T0, "workers", {"workers": [{"id": "w-1", "name": "exporter"}]}))
+
+    def side(state: str) -> dict[str, Any]:
+        return {"state": state, "via": "socket" if state != "waiting" else None, "remote_address": None}
+
+    base = {"buffer_size": 64, "created_at_ms": int(T0 * 1000), "owner": None, "owner_worker_id": "w-1"}
+    rows = [
+        {**base, "channel_id": "c1", "reader": side("waiting"), "writer": side("connected"), "messages": 2},
+        {**base, "channel_id": "c2", "reader": side("connected"), "writer": side("connected"), "bytes": 10},
+        {**base, "channel_id": "c3", "reader": side("connected"), "writer": side("done"), "ended": True},
+        {**base, "channel_id": "c4", "reader": side("done"), "writer": side("done"), "error": "reader left"},
+        {**base, "channel_id": "c5", "owner": "iii-http", "owner_worker_id": None, "reader": side("waiting")},
+    ]
+    store.apply(Event(T0, "channels", {"channels": rows, "count": 5}))
+    cells = {r.key: r.cells for r in channel_rows(store)}
+    assert {k: c[1:4] for k, c in cells.items()} == {
+        "c1": ("waiting", "waiting", "connected"),
+        "c2": ("open", "connected", "connected"),
+        "c3": ("ended", "connected", "done"),
+        "c4": ("broken", "done", "done"),
+        "c5": ("waiting", "waiting", "-"),
+    }
+    assert cells["c1"][6] == "exporter" and cells["c5"][6] == "iii-http"
+    assert cells["c1"][4] == "2" and cells["c2"][5] == "10B"
 
 
 def test_connection_states_and_stale_banner() -> None:

@@ -236,9 +236,17 @@ class EngineSource:
         if "trace" in self._trigger_types and self._push_traces_seen:
             return
         since = self._last_span_ms - 2000 if self._last_span_ms else self.clock.now() * 1000 - 300_000
+        # newest first, so a busy engine's first answer holds the latest spans, not the oldest
+        # 2,000 of the last five minutes (engine::logs::list answers newest first by itself)
         result = await self._read(
             "engine::traces::list",
-            {"start_time": int(since), "limit": 2000, "include_internal": False},
+            {
+                "start_time": int(since),
+                "limit": 2000,
+                "include_internal": False,
+                "sort_by": "start_time",
+                "sort_order": "desc",
+            },
         )
         spans = [s for s in as_list(as_dict(result).get("spans")) if isinstance(s, dict)]
         if result is not None:

@@ -173,6 +173,10 @@ def is_root_span(span: Mapping[str, Any]) -> bool:
     return not isinstance(parent, str) or parent in _NO_PARENT
 
 
+def _span_start(span: Mapping[str, Any]) -> float:
+    return _num(span.get("start_time_unix_nano")) or 0.0
+
+
 def _log_time(rec: Mapping[str, Any]) -> float:
     return _num(rec.get("timestamp_unix_nano")) or _num(rec.get("observed_timestamp_unix_nano")) or 0.0
 
@@ -544,10 +548,11 @@ class Store:
 
     def _on_spans(self, t: float, data: Any) -> None:
         rows = as_list(as_dict(data).get("spans")) if isinstance(data, dict) else as_list(data)
+        # the first read asks for the newest spans first; the stream shows the oldest first
+        spans = sorted((s for s in rows if isinstance(s, dict)), key=_span_start)
         changed = False
-        for span in rows:
-            if isinstance(span, dict):
-                changed |= self._add_span(span)
+        for span in spans:
+            changed |= self._add_span(span)
         if changed:
             self.touch("invocations", "traces")
 
