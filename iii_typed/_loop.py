@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import itertools
 import logging
@@ -62,6 +63,89 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+class _Hop:
+    """A coroutine another thread runs on the SDK loop, and where its outcome goes.
+
+    ``loop`` is the waiting event loop (``future`` is an asyncio future of it), or ``None`` when
+    a blocked thread waits (``future`` is a concurrent future).
+    """
+
+    __slots__ = ("abandoned", "coro", "future", "loop", "owner", "task")
+
+    def __init__(
+        self,
+        owner: LoopThread,
+        coro: Coroutine[Any, Any, Any],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[Any] | Future[Any],
+    ) -> None:
+        self.owner = owner
+        self.coro = coro
+        self.loop = loop
+        self.future = future
+        self.task: asyncio.Task[Any] | None = None
+        self.abandoned = False
+
+    def finished(self, task: asyncio.Task[Any]) -> None:
+        """Done callback of the task (on the SDK loop)."""
+        if self.loop is None:
+            future = self.future
+            assert isinstance(future, Future)
+            if task.cancelled():
+                future.cancel()
+            elif (exc := task.exception()) is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result())
+        else:
+            self.owner._hand_back(self)
+
+    def retrieve(self) -> None:
+        """Mark the task's exception as retrieved (its waiter is gone)."""
+        task = self.task
+        if task is not None and not task.cancelled():
+            task.exception()
+
+    def refuse(self) -> None:
+        """The loop shut down before the coroutine started."""
+        self.coro.close()
+        error = RuntimeError("the iii client is shut down")
+        if self.loop is None:
+            future = self.future
+            assert isinstance(future, Future)
+            future.set_exception(error)
+        else:
+            future_ = self.future
+            assert isinstance(future_, asyncio.Future)
+            with contextlib.suppress(RuntimeError):  # the waiting loop is closed
+                self.loop.call_soon_threadsafe(_fail, future_, error)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _settle(hops: list[_Hop]) -> None:
+    """Copy the outcome of finished hops to their futures (on the waiting loop)."""
+    for hop in hops:
+        task = hop.task
+        assert task is not None
+        future = hop.future
+        if task.cancelled():
+            if not future.done():
+                future.cancel()
+            continue
+        exc = task.exception()
+        if future.done():
+            continue
+        assert isinstance(future, asyncio.Future)
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(task.result())
+
+
 class LoopThread:
     """An event loop running forever on a dedicated daemon thread.
 
@@ -72,6 +156,10 @@ class LoopThread:
     def __init__(self, name: str = "iii-loop") -> None:
         self.loop = new_event_loop()
         self._ready = threading.Event()
+        self._inbox: list[_Hop] = []  # hops posted by other threads, started in order
+        self._inbox_lock = threading.Lock()
+        self._closed = False  # under _inbox_lock: no more hops are accepted
+        self._outbox: list[_Hop] = []  # finished hops to hand back (loop thread only)
         self.thread = threading.Thread(target=self._run, name=f"{name}-{next(_ids)}", daemon=True)
         self.thread.start()
         self._ready.wait()
@@ -94,6 +182,11 @@ class LoopThread:
                         exc_info=exc,
                     )
         finally:
+            with self._inbox_lock:
+                self._closed = True
+                leftovers, self._inbox = self._inbox, []
+            for hop in leftovers:
+                hop.refuse()
             try:
                 pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
                 for task in pending:
@@ -104,6 +197,7 @@ class LoopThread:
             except Exception:  # pragma: no cover - best effort at teardown
                 log.debug("error while draining the SDK loop", exc_info=True)
             finally:
+                self._flush_outbox()
                 self.loop.close()
 
     def on_loop_thread(self) -> bool:
@@ -130,22 +224,82 @@ class LoopThread:
         if self.on_loop_thread():
             coro.close()
             raise RuntimeError(ON_LOOP_MESSAGE.format(name=name))
-        future = self.submit(coro)
+        future: Future[T] = Future()
+        hop = _Hop(self, coro, None, future)
+        self._post(hop)
         try:
             return future.result()
         except BaseException:
-            future.cancel()
+            self.call_soon(self._cancel_hop, hop)
             raise
 
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the SDK loop from any event loop (hopping over when needed)."""
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - only reachable from sync code
-            running = None
+        """Await ``coro`` on the SDK loop from any event loop (hopping over when needed).
+
+        Raises:
+            RuntimeError: after shutdown.
+        """
+        running = asyncio.get_running_loop()
         if running is self.loop:
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        future: asyncio.Future[T] = running.create_future()
+        hop = _Hop(self, coro, running, future)
+        self._post(hop)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            self.call_soon(self._cancel_hop, hop)
+            raise
+
+    # -- hops: coroutines other threads run on this loop (run_sync / run_async) ---------------
+    # Batched both ways: a burst of calls costs one wakeup of the loop, and the results that
+    # finish in one loop iteration go back to each waiting loop with one wakeup (perf.md §2.6:
+    # every cross-thread wakeup is a syscall and, in a busy process, a GIL hand-off).
+    def _post(self, hop: _Hop) -> None:
+        with self._inbox_lock:
+            closed = self._closed
+            if not closed:
+                self._inbox.append(hop)
+                first = len(self._inbox) == 1
+        if closed:
+            hop.coro.close()
+            raise RuntimeError("the iii client is shut down")
+        if first:
+            self.loop.call_soon_threadsafe(self._start_hops)
+
+    def _start_hops(self) -> None:
+        with self._inbox_lock:
+            hops, self._inbox = self._inbox, []
+        for hop in hops:
+            if hop.abandoned:
+                hop.coro.close()
+                continue
+            task = self.loop.create_task(hop.coro)
+            hop.task = task
+            task.add_done_callback(hop.finished)
+
+    def _cancel_hop(self, hop: _Hop) -> None:
+        hop.abandoned = True
+        if hop.task is not None:
+            hop.task.cancel()
+
+    def _hand_back(self, hop: _Hop) -> None:
+        if not self._outbox:
+            self.loop.call_soon(self._flush_outbox)
+        self._outbox.append(hop)
+
+    def _flush_outbox(self) -> None:
+        hops, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Hop]] = {}
+        for hop in hops:
+            assert hop.loop is not None
+            by_loop.setdefault(hop.loop, []).append(hop)
+        for loop, batch in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, batch)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                for hop in batch:
+                    hop.retrieve()
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Schedule ``callback(*args)`` on the loop from any thread (ignored after shutdown)."""

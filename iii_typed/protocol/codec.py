@@ -14,7 +14,9 @@ Sans-I/O: this module imports no networking or event-loop code.
 from __future__ import annotations
 
 import json
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -39,10 +41,49 @@ def encode(frame: FrameModel) -> bytes:
     Raises:
         pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
     """
-    return frame.__pydantic_serializer__.to_json(frame, include=_set_fields(frame), by_alias=True)
+    fields = frame.__pydantic_fields_set__
+    nested = _NESTED.get(type(frame))
+    if nested is None:
+        nested = _nested_fields(type(frame))
+    # Fast path (every hot-path frame): no nested protocol model is set, so the set of set fields
+    # is the whole ``include`` spec (a set is much cheaper for pydantic than the nested dict).
+    include: set[str] | dict[str, Any] = fields if nested.isdisjoint(fields) else _set_fields(frame)
+    return frame.__pydantic_serializer__.to_json(frame, include=include, by_alias=True)
 
 
 _FREE_FORM: dict[type[BaseModel], frozenset[str]] = {}
+_NESTED: dict[type[BaseModel], frozenset[str]] = {}
+
+
+_SCALARS: frozenset[Any] = frozenset({str, int, float, bool, bytes, type(None), UUID})
+
+
+def _model_free(annotation: Any) -> bool:
+    """Whether ``annotation`` provably holds no pydantic model (scalars, literals, and unions or
+    containers of them); anything else (a model, a forward reference, an alias) counts as nested."""
+    if annotation in _SCALARS:
+        return True
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return True
+    if origin in (Union, UnionType, Annotated, list, dict, tuple, set, frozenset):
+        args = get_args(annotation)
+        if origin is Annotated:
+            args = args[:1]
+        return all(arg is Ellipsis or _model_free(arg) for arg in args)
+    return False
+
+
+def _nested_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """Fields of ``cls`` that may hold a protocol model (``_set_fields`` recurses into them)."""
+    free = _free_form_fields(cls)
+    nested = frozenset(
+        name
+        for name, info in cls.model_fields.items()
+        if name not in free and not _model_free(info.annotation)
+    )
+    _NESTED[cls] = nested
+    return nested
 
 
 def _free_form_fields(cls: type[BaseModel]) -> frozenset[str]:
