@@ -46,6 +46,9 @@ def test_session_is_a_real_recording() -> None:
         )
     assert {s["service_name"] for s in spans} == {"iii-python-sdk", "iii"}
     assert any(s["parent_span_id"] is None for s in spans) and any(s["parent_span_id"] for s in spans)
+    first = max(by_kind["spans"], key=lambda d: len(d["spans"]))["spans"]  # the first read: newest first
+    starts = [s["start_time_unix_nano"] for s in first]
+    assert len(starts) > 1 and starts == sorted(starts, reverse=True)
     # logs: the first read (engine::logs::list) answers newest first; the log trigger pushes one
     polled = max(by_kind["logs"], key=lambda d: len(d["logs"]))["logs"]
     stamps = [r["timestamp_unix_nano"] for r in polled]
