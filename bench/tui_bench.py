@@ -42,18 +42,19 @@ T0 = 1_800_000_000.0
 
 
 def _span(n: int, t: float) -> dict[str, Any]:
+    """A worker's handler span as the engine stores it (``execute <fn>``, ``iii.function.id``)."""
     start = int(t * 1e9)
     fn = ("orders::create", "orders::get", "billing::charge", "mail::send")[n % 4]
     return {
         "trace_id": f"{n:032x}",
         "span_id": f"{n:016x}",
         "parent_span_id": None,
-        "name": fn,
+        "name": f"execute {fn}",
         "start_time_unix_nano": start,
         "end_time_unix_nano": start + (2 + n % 40) * 1_000_000,
         "status": "error" if n % 50 == 0 else "ok",
-        "attributes": [["iii.function_id", fn]],
-        "service_name": "bench-worker",
+        "attributes": [["iii.function.id", fn], ["iii.invocation.id", f"inv-{n}"]],
+        "service_name": "iii-python-sdk",
         "events": [],
         "links": [],
     }
@@ -64,7 +65,14 @@ def firehose_events(rate: int, seconds: float) -> list[Event]:
     events = [
         Event(T0, "conn", {"state": "connected", "url": "ws://bench"}),
         Event(
-            T0, "functions", {"functions": [{"function_id": f} for f in ("orders::create", "orders::get")]}
+            T0,
+            "functions",
+            {
+                "functions": [
+                    {"function_id": f, "worker_name": "bench-worker"}
+                    for f in ("orders::create", "orders::get")
+                ]
+            },
         ),
     ]
     n = 0
@@ -79,13 +87,13 @@ def firehose_events(rate: int, seconds: float) -> list[Event]:
         events.append(Event(t, "spans", {"spans": spans}))
         logs = [
             {
-                "timestamp_unix_nano": int(t * 1e9) + i,
+                "timestamp_unix_nano": int(t * 1e9) - i,
                 "severity_number": 9,
                 "body": f"handled {n - i}",
                 "trace_id": f"{n - i:032x}",
                 "service_name": "bench-worker",
             }
-            for i in range(int(rate * batch / 10))
+            for i in range(int(rate * batch / 10))  # newest first, as engine::logs::list answers
         ]
         events.append(Event(t, "logs", {"logs": logs}))
     return events
