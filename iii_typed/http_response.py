@@ -34,6 +34,7 @@ returns a non-null result before writing any body chunk answers with that result
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
@@ -101,12 +102,18 @@ def _control(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
+#: An HTTP header name (RFC 9110 ``token``); the engine refuses any other.
+_HEADER_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Controls (other than HTAB) that no header value may hold.
+_HEADER_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _check_headers(headers: Mapping[str, str | list[str]]) -> dict[str, str | list[str]]:
     if not isinstance(headers, Mapping):
         raise TypeError(f"headers must be a mapping of names to values, not {type(headers).__name__}")
     checked: dict[str, str | list[str]] = {}
     for name, value in headers.items():
-        if not isinstance(name, str) or not name or any(c in name for c in ":\r\n "):
+        if not isinstance(name, str) or not _HEADER_TOKEN.fullmatch(name):
             raise ValueError(f"invalid header name {name!r}")
         values = value if isinstance(value, list) else [value]
         for item in values:
@@ -114,6 +121,8 @@ def _check_headers(headers: Mapping[str, str | list[str]]) -> dict[str, str | li
                 raise TypeError(f"header {name!r} must have str values, not {type(item).__name__}")
             if "\r" in item or "\n" in item:
                 raise ValueError(f"header {name!r} contains a line break")
+            if match := _HEADER_CONTROLS.search(item):
+                raise ValueError(f"header {name!r} contains a control character ({match.group()!r})")
         checked[name] = value
     return checked
 

@@ -17,6 +17,7 @@ JSON is compact with keys sorted, as the real engine's ``serde_json`` writes it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -113,6 +114,19 @@ def parse_status(value: Any) -> int:
     return value
 
 
+#: An HTTP header name (RFC 9110 ``token``).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Characters no header value may hold (RFC 9110: controls other than HTAB); the HTTP server
+#: refuses to write them and drops the connection without a response.
+_VALUE_CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_name(name: Any) -> str:
+    if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+        raise InvalidResponseError(f"invalid header name {name!r}")
+    return name
+
+
 def _header_value(name: str, value: Any) -> str:
     if isinstance(value, str):
         text = value
@@ -124,6 +138,8 @@ def _header_value(name: str, value: Any) -> str:
         raise InvalidResponseError(f"header {name!r} must have a string value, got {type(value).__name__}")
     if "\r" in text or "\n" in text:
         raise InvalidResponseError(f"header {name!r} contains a line break")
+    if match := _VALUE_CONTROLS.search(text):
+        raise InvalidResponseError(f"header {name!r} contains a control character ({match.group()!r})")
     return text
 
 
@@ -131,15 +147,15 @@ def parse_headers(value: Any) -> list[tuple[str, str]]:
     """Headers as a map (``{"Name": "v"}``, a list value repeats the header) or ``["Name: v"]``.
 
     Raises:
-        InvalidResponseError: another shape, a bad name or a value with a line break.
+        InvalidResponseError: another shape, a name that is not an HTTP token, or a value with a
+            line break or another control character.
     """
     pairs: list[tuple[str, str]] = []
     if value is None:
         return pairs
     if isinstance(value, Mapping):
         for name, item in value.items():
-            if not isinstance(name, str) or not name.strip() or any(c in name for c in ":\r\n "):
-                raise InvalidResponseError(f"invalid header name {name!r}")
+            _header_name(name)
             values = item if isinstance(item, list) else [item]
             pairs.extend((name, _header_value(name, v)) for v in values)
         return pairs
@@ -148,9 +164,7 @@ def parse_headers(value: Any) -> list[tuple[str, str]]:
             if not isinstance(line, str) or ":" not in line:
                 raise InvalidResponseError(f"header lines must look like 'Name: value', got {line!r}")
             name, _, text = line.partition(":")
-            name = name.strip()
-            if not name or " " in name:
-                raise InvalidResponseError(f"invalid header name {name!r}")
+            name = _header_name(name.strip())
             pairs.append((name, _header_value(name, text.strip())))
         return pairs
     raise InvalidResponseError(

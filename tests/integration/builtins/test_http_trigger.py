@@ -300,6 +300,34 @@ async def test_invalid_handler_results_are_500_and_the_engine_keeps_serving(http
     assert (await fetch(session, "GET", http_engine.http_url + ok)).status == 200
 
 
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({"X-A": "a\x00b"}, "control character"),
+        ({"X-A": "a\x1bb"}, "control character"),
+        ({"X\x00A": "v"}, "invalid header name"),
+        ({"X(A)": "v"}, "invalid header name"),
+        (["X\x7fA: v"], "invalid header name"),
+        (["X-A: v\x00"], "control character"),
+    ],
+)
+async def test_header_names_and_values_the_http_server_cannot_write_are_500s(
+    http_engine, serve, session, headers, fragment
+):
+    """A NUL (or another control character) in a header value or a non-token name passed the
+    checks and made the HTTP server drop the connection without any response."""
+    path = unique("/bad-header")
+    await serve(lambda data: {"status_code": 200, "headers": headers, "body": "x"}, path)
+    reply = await fetch(session, "GET", http_engine.http_url + path)
+    assert reply.status == 500
+    error = reply.json()["error"]
+    assert error["code"] == "INVALID_RESPONSE" and fragment in error["message"]
+    tabbed = unique("/tabbed-header")
+    await serve(lambda data: {"status_code": 200, "headers": {"X-Tab": "a\tb"}, "body": "x"}, tabbed)
+    ok = await fetch(session, "GET", http_engine.http_url + tabbed)
+    assert ok.status == 200 and ok.headers["X-Tab"] == "a\tb"
+
+
 async def test_metadata_sidecar_reaches_the_handler(http_engine, worker, session):
     path = unique("/meta")
     function_id = unique("http::meta")

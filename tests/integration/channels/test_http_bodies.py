@@ -18,7 +18,7 @@ import pytest
 
 from iii_typed import III, ChannelReader, ChannelWriter
 from iii_typed.engine.process import EngineProcess
-from iii_typed.http_response import HttpRequest, HttpResponse, StreamingResponse, sse_event
+from iii_typed.http_response import HttpRequest, HttpResponse, StreamingResponse, _check_headers, sse_event
 from tests.integration.channels.channel_support import client, unique, wait_route
 from tests.support.waiting import FACTOR, wait_for_async
 
@@ -179,6 +179,23 @@ async def test_buffered_response_and_raw_body_for_every_content_type(
             assert response.headers["Content-Type"].startswith("text/plain")
             assert await response.text() == expected
     await _no_http_channels(worker)
+
+
+def test_streamed_headers_are_checked_like_the_engine_checks_them() -> None:
+    """A NUL or another control character in a value, or a name that is not an HTTP token, passed
+    the SDK's check; the engine ignores such a set_headers, so the headers silently went missing."""
+    for bad, fragment in (
+        ({"X-A": "a\x00b"}, "control character"),
+        ({"X-A": ["ok", "a\x1bb"]}, "control character"),
+        ({"X(A)": "v"}, "invalid header name"),
+        ({"X\x7fA": "v"}, "invalid header name"),
+    ):
+        with pytest.raises(ValueError, match=fragment):
+            _check_headers(bad)  # type: ignore[arg-type]
+    assert _check_headers({"X-Tab": "a\tb", "X-Multi": ["a", "b"]}) == {
+        "X-Tab": "a\tb",
+        "X-Multi": ["a", "b"],
+    }
 
 
 def test_sse_event_format_and_bad_input() -> None:
