@@ -93,7 +93,7 @@ class HttpResponse(BaseModel):
         body: Any JSON value; a string is sent as is when ``headers`` set a ``Content-Type``.
     """
 
-    status_code: int = Field(default=200, ge=100, le=599)
+    status_code: int = Field(default=200, ge=200, le=599)
     headers: dict[str, str] = Field(default_factory=dict)
     body: Any = None
 
@@ -130,8 +130,8 @@ def _check_headers(headers: Mapping[str, str | list[str]]) -> dict[str, str | li
 def _check_status(status_code: int) -> int:
     if isinstance(status_code, bool) or not isinstance(status_code, int):
         raise TypeError(f"status_code must be an int, not {type(status_code).__name__}")
-    if not 100 <= status_code <= 599:
-        raise ValueError(f"status_code must be between 100 and 599, got {status_code}")
+    if not 200 <= status_code <= 599:  # a 1xx is interim: the client would wait for the answer
+        raise ValueError(f"status_code must be between 200 and 599, got {status_code}")
     return status_code
 
 
@@ -192,7 +192,7 @@ class StreamingResponse:
 
     # -- status and headers (golden frames C02, C03) ---------------------------------------
     def set_status(self, status_code: int) -> None:
-        """Send ``{"type": "set_status", "status_code": n}`` (100-599).
+        """Send ``{"type": "set_status", "status_code": n}`` (200-599).
 
         Raises:
             ValueError / TypeError: not an int in range.

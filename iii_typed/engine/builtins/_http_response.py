@@ -102,15 +102,19 @@ class BufferedResponse:
 
 
 def parse_status(value: Any) -> int:
-    """Validate a status code (100-599).
+    """Validate a final status code (200-599).
+
+    A 1xx is an interim response: sent as the answer, the client keeps waiting for a final
+    response that never comes (and the body is lost).
 
     Raises:
         InvalidResponseError: not an integer in range.
     """
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidResponseError(f"status_code must be an integer, got {type(value).__name__}")
-    if not 100 <= value <= 599:
-        raise InvalidResponseError(f"status_code must be between 100 and 599, got {value}")
+    if not 200 <= value <= 599:
+        why = " (a 1xx is an interim response, not an answer)" if 100 <= value <= 199 else ""
+        raise InvalidResponseError(f"status_code must be between 200 and 599, got {value}{why}")
     return value
 
 

@@ -289,7 +289,13 @@ async def test_invalid_handler_results_are_500_and_the_engine_keeps_serving(http
     not_object = unique("/not-object")
     await serve(lambda data: {"status_code": 99}, bad_status)
     await serve(lambda data: [1, 2, 3], not_object)
-    for path, fragment in ((bad_status, "between 100 and 599"), (not_object, "must return an object")):
+    interim = unique("/interim")
+    await serve(lambda data: {"status_code": 101, "body": {"x": 1}}, interim)
+    for path, fragment in (
+        (bad_status, "between 200 and 599"),
+        (not_object, "must return an object"),
+        (interim, "a 1xx is an interim response"),  # sent as is, the client waited forever
+    ):
         reply = await fetch(session, "GET", http_engine.http_url + path)
         assert reply.status == 500
         error = reply.json()["error"]

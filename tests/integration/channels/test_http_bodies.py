@@ -39,7 +39,7 @@ def upload_digest(req: HttpRequest) -> HttpResponse:
 async def export_rows(req: HttpRequest) -> None:
     """An async typed handler streaming its response."""
     async with req.streaming_response() as out:
-        with pytest.raises(ValueError, match="between 100 and 599"):
+        with pytest.raises(ValueError, match="between 200 and 599"):
             await out.set_status_async(700)
         with pytest.raises(ValueError, match="line break"):
             await out.set_headers_async({"X-Bad": "a\r\nInjected: yes"})
