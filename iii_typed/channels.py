@@ -115,10 +115,15 @@ def is_channel_ref(value: Any) -> bool:
 
 
 def _channel_url(address: str, ref: StreamChannelRef) -> str:
-    """``<address>/ws/channels/<id>?<address query>&key=<key>&dir=<dir>`` (§5.2, golden C01)."""
+    """``<address>/ws/channels/<id>?<address query>&key=<key>&dir=<dir>`` (§5.2, golden C01).
+
+    The id and the key come from a payload, so both are percent-escaped: whatever they hold,
+    the request stays well-formed and can only name a channel (the engine answers 404).
+    """
     base, _, query = address.partition("?")
     own = f"key={quote(ref.access_key, safe='')}&dir={ref.direction}"
-    return f"{base.rstrip('/')}/ws/channels/{ref.channel_id}?{query + '&' if query else ''}{own}"
+    channel = quote(ref.channel_id, safe="")
+    return f"{base.rstrip('/')}/ws/channels/{channel}?{query + '&' if query else ''}{own}"
 
 
 def _closed_error(ref: StreamChannelRef, exc: ConnectionClosed, what: str) -> IIIError:

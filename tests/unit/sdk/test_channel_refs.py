@@ -64,6 +64,19 @@ def test_channel_url_keeps_the_engine_query_and_escapes_the_key() -> None:
     )
 
 
+def test_channel_url_escapes_the_id_of_a_hostile_ref() -> None:
+    """A ref's ``channel_id`` comes from the caller's payload. Unescaped, ``"a b"`` made an invalid
+    request line and ``"x?key=k&dir=read#"`` replaced the query (both failed with websockets'
+    own exceptions, not an IIIError); escaped, the engine simply answers 404."""
+    for channel_id, path in (
+        ("a b", "a%20b"),
+        ("x?key=k&dir=read#", "x%3Fkey%3Dk%26dir%3Dread%23"),
+        ("../o", "..%2Fo"),
+    ):
+        ref = StreamChannelRef(channel_id=channel_id, access_key="k", direction="read")
+        assert _channel_url("ws://h:1", ref) == f"ws://h:1/ws/channels/{path}?key=k&dir=read"
+
+
 def test_create_request_matches_g25_and_checks_the_size() -> None:
     assert create_request(16) == {"function_id": "engine::channels::create", "payload": {"buffer_size": 16}}
     assert create_request(None)["payload"] == {"buffer_size": None}
