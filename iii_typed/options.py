@@ -94,8 +94,16 @@ class ReconnectionConfig:
             raise ValueError("reconnection_config.max_retries must be -1 (forever) or >= 0")
 
     def delay_ms(self, retry: int, rand: Callable[[], float] = random.random) -> float:
-        """Delay in ms before retry number ``retry`` (0-based), jitter included (never negative)."""
-        base = min(self.initial_delay_ms * self.backoff_multiplier**retry, float(self.max_delay_ms))
+        """Delay in ms before retry number ``retry`` (0-based), jitter included (never negative).
+
+        Bounded for any ``retry``: the growth is capped before it can overflow a float (which ended
+        the reconnect loop after 1024 retries).
+        """
+        try:
+            grown = self.initial_delay_ms * self.backoff_multiplier**retry
+        except OverflowError:
+            grown = math.inf
+        base = min(grown, float(self.max_delay_ms)) if self.initial_delay_ms > 0 else 0.0
         return max(0.0, base + base * self.jitter_factor * (2 * rand() - 1))
 
 

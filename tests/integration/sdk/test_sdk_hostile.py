@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from iii_typed import III, InvocationError, TriggerConfig, TriggerHandler, register_worker
+from iii_typed import (
+    III,
+    InvocationError,
+    ReconnectionConfig,
+    TriggerConfig,
+    TriggerHandler,
+    register_worker,
+)
 from iii_typed._loop import HandlerCapacityError
 from iii_typed.engine.process import EngineProcess
 from tests.integration.sdk.sdk_support import fast_options
@@ -274,3 +282,24 @@ def test_a_call_that_gets_no_handler_thread_is_answered(make: Make, monkeypatch:
     assert "could not run the handler" in error.message and "can't start new thread" in error.message
     monkeypatch.undo()
     assert caller.trigger({"function_id": fid, "payload": {}, "timeout_ms": 5000}) == "ran"
+
+
+def test_the_client_keeps_reconnecting_after_a_thousand_failed_attempts(engine_factory: Any) -> None:
+    """The backoff computed 2.0 ** retry: at the 1024th retry (about 8.5 hours of outage with the
+    default delays, 2 s here with zero delays) the OverflowError ended the connection task and the
+    worker never came back, even once the engine was up again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    options = fast_options(
+        worker_name=_tag(), reconnection_config=ReconnectionConfig(initial_delay_ms=0, max_delay_ms=0)
+    )
+    client = III(f"ws://127.0.0.1:{port}", options)
+    try:
+        wait_for(lambda: client._conn.attempts > 1100, timeout=30, what="over 1100 failed attempts")
+        assert client.get_connection_state() == "reconnecting"
+        engine_factory(port=port, http_port=0, stream_port=0)
+        wait_for(lambda: client.get_connection_state() == "connected", timeout=10, what="connected")
+        assert client.trigger({"function_id": "engine::health::check", "payload": {}}) is not None
+    finally:
+        client.shutdown()

@@ -117,6 +117,15 @@ def test_backoff_delay_formula_with_cap_and_jitter() -> None:
     assert no_jitter.delay_ms(3) == 0
 
 
+def test_backoff_delay_stays_at_the_cap_however_long_the_outage() -> None:
+    """2.0 ** retry overflowed at retry 1024 (about 8.5 hours of retries with the defaults): the
+    OverflowError ended the connection task and the client never reconnected again."""
+    rc = ReconnectionConfig(jitter_factor=0.0)
+    assert [rc.delay_ms(n) for n in (30, 1024, 10**6)] == [30000, 30000, 30000]
+    assert ReconnectionConfig(initial_delay_ms=0, max_delay_ms=0).delay_ms(5000) == 0
+    assert ReconnectionConfig(backoff_multiplier=1.0, jitter_factor=0.0).delay_ms(10**6) == 1000
+
+
 def test_handshake_headers_add_iii_token_unless_authorization_given(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("III_TOKEN", "secret")
     assert build_headers(InitOptions(headers={"x-a": "b"})) == {"x-a": "b", "Authorization": "Bearer secret"}
