@@ -38,21 +38,37 @@ _LEVELS: Final = {
 _RESERVED: Final = frozenset({"service.name", "log.data"})
 
 
-def _attribute_value(value: Any) -> Any:
-    """An OpenTelemetry ``AnyValue``-compatible copy (unknown objects become their ``str``)."""
+#: Containers deeper than this in ``data`` are written as :data:`_TOO_DEEP` (this also ends cycles).
+_MAX_DEPTH: Final = 32
+_TOO_DEEP: Final = "[too deep]"
+
+
+def _text(value: Any) -> str:
+    """``str(value)``, or a description when even that fails (a log call must not raise)."""
+    try:
+        return str(value)
+    except Exception:
+        return f"<{type(value).__name__} without a text form>"
+
+
+def _attribute_value(value: Any, depth: int = 0) -> Any:
+    """An OpenTelemetry ``AnyValue``-compatible copy (unknown objects become their ``str``),
+    :data:`_MAX_DEPTH` levels deep at most."""
     if value is None or isinstance(value, str | bool | int | float | bytes):
         return value
+    if depth >= _MAX_DEPTH:
+        return _TOO_DEEP
     if isinstance(value, Mapping):
-        return {str(k): _attribute_value(v) for k, v in value.items()}
+        return {_text(k): _attribute_value(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_attribute_value(v) for v in value]
+        return [_attribute_value(v, depth + 1) for v in value]
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
-            return _attribute_value(dump(mode="json"))
+            return _attribute_value(dump(mode="json"), depth + 1)
         except Exception:
             pass
-    return str(value)
+    return _text(value)
 
 
 class Logger:
@@ -90,26 +106,32 @@ class Logger:
         self._emit("error", message, data)
 
     def _emit(self, level: str, message: str, data: Any) -> None:
-        text = message if isinstance(message, str) else str(message)
+        text = message if isinstance(message, str) else _text(message)
         hub = _state.HUB
         if hub is None or not hub.logs_active:
             self._fallback(level, text, data)
             return
-        attributes: dict[str, Any] = {"service.name": self.service_name or hub.config.service_name}
-        if data is not None:
-            value = _attribute_value(data)
-            attributes["log.data"] = value
-            if isinstance(value, dict):
-                for key, item in value.items():
-                    if key not in _RESERVED and item is not None:
-                        attributes[key] = item
-        try:
+        try:  # a log call never breaks the caller
+            attributes: dict[str, Any] = {"service.name": self.service_name or hub.config.service_name}
+            if data is not None:
+                value = _attribute_value(data)
+                attributes["log.data"] = value
+                if isinstance(value, dict):
+                    for key, item in value.items():
+                        if key not in _RESERVED and item is not None:
+                            attributes[key] = item
             hub.emit_log(level, text, attributes)
-        except Exception:  # a log call never breaks the caller
+        except Exception:
             _fallback.debug("telemetry log emit failed", exc_info=True)
             self._fallback(level, text, data)
 
     def _fallback(self, level: str, text: str, data: Any) -> None:
+        try:
+            self._log_locally(level, text, data)
+        except Exception:  # e.g. a repr that raises or recurses without end
+            _fallback.log(_LEVELS[level], "%s (its data could not be written)", text)
+
+    def _log_locally(self, level: str, text: str, data: Any) -> None:
         levelno = _LEVELS[level]
         if not _fallback.isEnabledFor(levelno):
             return

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import BaseModel, Field
 
-from iii_typed import InitOptions, OtelConfig
+from iii_typed import InitOptions, Logger, OtelConfig
 from iii_typed.engine.builtins._otel_parse import (
     loads,
     parse_logs,
@@ -27,6 +27,7 @@ from iii_typed.engine.builtins._otel_parse import (
     parse_spans,
     severity_level,
 )
+from iii_typed.logger import _attribute_value
 from iii_typed.telemetry._config import DEFAULT_PAYLOAD_MAX_BYTES, otel_url, resolve_otel
 from iii_typed.telemetry._encode import encode_logs, encode_metrics, encode_spans
 from iii_typed.telemetry._payload import TRUNCATED_MARK, capture, is_sensitive
@@ -330,3 +331,34 @@ def test_otel_config_rejects_bad_values():
         InitOptions(otel={"logs_batch_size": -1})
     with pytest.raises(TypeError, match="unknown option"):
         InitOptions(otel={"sample_rate": 1})
+
+
+def test_logger_calls_never_raise_whatever_the_data(caplog):
+    """``Logger.info("…", data)`` with a cyclic or very deep structure raised RecursionError, and
+    an object whose ``str`` fails raised that error, into the caller (failing a handler that only
+    wanted to log). The data is converted down to a bounded depth and odd objects are described."""
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        __repr__ = __str__
+
+    cyclic: dict[str, Any] = {"k": 1}
+    cyclic["self"] = cyclic
+    deep: list[Any] = []
+    node = deep
+    for _ in range(3000):
+        node.append([])
+        node = node[0]
+    caplog.set_level(logging.DEBUG, logger="iii_typed.logger")
+    logger = Logger("svc")
+    for data in (cyclic, deep, Unprintable(), {"nested": [Unprintable()]}, "\ud800"):
+        logger.info("message", data)  # the fallback path (telemetry is off in this process)
+    assert len([r for r in caplog.records if r.name == "iii_typed.logger"]) == 5
+    converted = _attribute_value(cyclic)  # the telemetry path's conversion
+    depth = 0
+    while isinstance(converted, dict) and "self" in converted:
+        converted, depth = converted["self"], depth + 1
+    assert converted == "[too deep]" and depth < 100
+    assert _attribute_value(Unprintable()) == "<Unprintable without a text form>"
