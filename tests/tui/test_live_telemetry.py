@@ -163,6 +163,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         form = app.screen
         assert isinstance(form, InvokeScreen) and [s.key for s in form.flat] == [""]  # no schema: JSON
         invoked = _token()
+        await wait_until(lambda: form.query("#fld-0"), what="the form's field mounted")
         form.query_one("#fld-0", Input).value = f'{{"tag": "{invoked}"}}'
         await pilot.press("ctrl+s")
         await wait_until(lambda: isinstance(app.screen, ResultScreen), what="result screen")
