@@ -177,13 +177,14 @@ def test_with_telemetry_on_odd_results_are_still_answered(engine: EngineProcess,
             assert "not JSON-serialisable" in _failure(caller, f"{tag}::{name}").message
         assert "bad \\ud800 value" in _failure(caller, f"{tag}::message").message
     finally:
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
     assert proc.returncode == 0
 
 
