@@ -119,6 +119,13 @@ def test_snapshot_of_an_unreachable_engine_exits_1(tmp_path: Path) -> None:
     assert "unreachable" in (tmp_path / "s" / "overview.txt").read_text()
 
 
+@pytest.mark.parametrize("url", ["garbage", "http://127.0.0.1:1", "ws://"])
+def test_a_malformed_url_is_a_usage_error_not_a_traceback(url: str, tmp_path: Path) -> None:
+    proc = _run("--url", url, "--snapshot", str(tmp_path / "s"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("iii-tui: ") and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_command_line_contract() -> None:
     args = parse_args(["--url", "ws://h:1", "--readonly", "--snapshot", "d", "--record", "f"])
     assert (args.url, args.readonly, args.snapshot, args.record, args.replay) == (

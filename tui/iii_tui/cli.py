@@ -69,6 +69,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.screen not in SCREENS:
         print(f"iii-tui: unknown screen {args.screen!r} (choose from {', '.join(SCREENS)})", file=sys.stderr)
         return 2
+    if not args.replay:
+        from iii_typed.client import resolve_engine_url
+
+        try:
+            url = resolve_engine_url(url)
+        except ValueError as exc:  # e.g. --url garbage: a usage error, not a traceback
+            print(f"iii-tui: {exc}", file=sys.stderr)
+            return 2
     if args.snapshot:
         return asyncio.run(_snapshot(args, url))
     return _interactive(args, url)
