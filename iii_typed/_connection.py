@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from ._transport import coalesce_writes
 from ._wire import SINGLE_FRAME_BYTES, encode_frame, fragments
 from .errors import EngineUnreachableError, IIIError, RegistrationRejectedError
 from .models import IIIConnectionState
@@ -291,6 +292,7 @@ class Connection:
             await asyncio.sleep(delay_ms / 1000)
 
     async def _session(self, ws: ClientConnection) -> None:
+        coalesce_writes(ws)  # one syscall per loop iteration, not per frame (_transport)
         self.generation += 1
         generation = self.generation
         self._ws = ws

@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from .._transport import coalesce_writes
 from ..protocol.frames import MAX_MESSAGE_BYTES
 from .auth import refuse_unauthorized
 from .builtins import discover
@@ -293,6 +294,7 @@ class Engine:
 
     async def _serve_worker(self, ws: ServerConnection) -> None:
         router = self.router
+        coalesce_writes(ws)  # one syscall per loop iteration, not per frame (_transport)
         conn = await router.connected(ws)
         handle = router.handle
         recv = ws.recv
