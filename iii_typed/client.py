@@ -37,6 +37,7 @@ from pydantic_core import PydanticSerializationError
 from . import _handlers
 from ._connection import Connection, build_headers
 from ._handlers import HandlerSpec, build_error_result, validation_message
+from ._ids import uuid4_str
 from ._loop import HandlerCapacityError, HandlerThreads, LoopThread, is_own_cancellation
 from ._wire import check_size, encode_frame, find_unserialisable
 from ._worker_info import allocate_unnamed_suffix, resolve_namespace, resolve_worker_name, worker_metadata
@@ -798,9 +799,9 @@ class III:
             "function_id": req.function_id,
             "data": req.payload,
         }
-        invocation_id: uuid.UUID | None = None
+        invocation_id: str | None = None
         if kind != "void":
-            invocation_id = uuid.uuid4()
+            invocation_id = uuid4_str()  # no system call per id (_ids)
             fields["invocation_id"] = invocation_id
         if action is not None:
             fields["action"] = action.model_dump()
@@ -828,7 +829,7 @@ class III:
         check_size(data, f"the request to {req.function_id!r}", req.function_id)
         return _Call(
             function_id=req.function_id,
-            invocation_id=str(invocation_id) if invocation_id is not None else None,
+            invocation_id=invocation_id,
             kind=kind,
             timeout_ms=req.timeout_ms or self._options.invocation_timeout_ms,
             data=data,
