@@ -223,15 +223,19 @@ class OtelSender:
         self._stopping = True
         if self.connected:
             await self._wait_drained(flush_timeout)
+        # Take the socket before cancelling its task: the task's cleanup forgets it (``_ws = None``),
+        # and a socket nobody closes is left to the loop's teardown (a ResourceWarning).
+        ws = self._ws
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        ws = self._ws
         if ws is not None:
             try:
                 await asyncio.wait_for(ws.close(1000, "telemetry shutdown"), 1.0)
             except Exception:
                 pass
+            finally:
+                ws.transport.abort()  # no-op once closed; never leaves the transport open
         self.connected = False
 
     # -- encoding (sender thread) --------------------------------------------------------------
