@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iii_typed import III, InitOptions, ReconnectionConfig, register_worker
+from tests.support.official import shutdown_official
 from tests.support.waiting import FACTOR
 
 os.environ.setdefault("OTEL_ENABLED", "false")
@@ -54,7 +55,7 @@ def official_worker(url: str, name: str | None = None) -> Iterator[Any]:
     try:
         yield worker
     finally:
-        worker.shutdown()
+        shutdown_official(worker)
 
 
 @dataclass

@@ -34,6 +34,7 @@ from iii_typed import (
     register_worker,
 )
 from iii_typed.engine.process import EngineProcess
+from tests.support.official import shutdown_official
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 
@@ -343,4 +344,4 @@ async def test_official_iii_worker_registers_an_http_invoked_function(functions_
         assert result["echo"]["from"] == "ours"
         assert endpoint.seen[0].headers["Authorization"] == "Bearer tok-123"
     finally:
-        official.shutdown()
+        shutdown_official(official)

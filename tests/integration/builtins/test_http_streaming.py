@@ -29,6 +29,7 @@ from support.waiting import wait_for_async
 from iii_typed import III, InitOptions, register_worker
 from iii_typed.engine.process import EngineProcess
 from iii_typed.http_response import HttpRequest, HttpResponse, StreamingResponse
+from tests.support.official import shutdown_official
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 #: The official client deprecates register_trigger in favour of observe(); http still uses it.
@@ -59,7 +60,7 @@ def official(stream_engine: EngineProcess) -> Iterator[Any]:
         stream_engine.url, iii.InitOptions(worker_name=unique("http-stream-official"))
     )
     yield client
-    client.shutdown()
+    shutdown_official(client)
 
 
 @pytest.fixture
@@ -350,7 +351,7 @@ async def test_limits_null_result_timeout_streaming_slot_and_chunked_oversize(ti
         await no_http_channels_left(ctl)
     finally:
         release.set()
-        worker.shutdown()
+        shutdown_official(worker)
         ctl.shutdown()
 
 

@@ -21,6 +21,7 @@ from support.waiting import wait_for_async
 
 from iii_typed import III, InitOptions, register_worker
 from iii_typed.engine.process import EngineProcess
+from tests.support.official import shutdown_official
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 #: The official client deprecates register_trigger in favour of observe(); http still uses it.
@@ -731,4 +732,4 @@ async def test_official_iii_worker_serves_http_routes(http_engine, session):
         got = await fetch(session, "GET", f"{http_engine.http_url}{base}/6")
         assert (got.status, got.json()["id"]) == (200, "6")
     finally:
-        client.shutdown()
+        shutdown_official(client)

@@ -15,6 +15,7 @@ from iii_typed import Channel, ChannelReader, ChannelWriter, IIIError, Invocatio
 from iii_typed.channels import StreamChannelRef
 from iii_typed.engine.process import EngineProcess
 from tests.integration.channels.channel_support import client, unique
+from tests.support.official import shutdown_official
 from tests.support.waiting import wait_for
 
 
@@ -233,7 +234,7 @@ def test_official_client_channels_interoperate_with_our_handlers(engine: EngineP
 
             result, data, texts = asyncio.run(drive())
         finally:
-            official.shutdown()
+            shutdown_official(official)
         assert result == {"texts": ["go"]}
         assert data == b"xyxy" * 50_000
         assert texts == ["done"]

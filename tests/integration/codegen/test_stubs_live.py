@@ -36,6 +36,7 @@ from iii_typed import (
     register_worker,
 )
 from iii_typed.engine.process import EngineProcess
+from tests.support.official import shutdown_official
 
 
 class LineItem(BaseModel):
@@ -256,7 +257,7 @@ def test_stubs_work_over_the_official_client(shop: tuple[EngineProcess, Service,
             # (protocol.md §2.8); our SDK always sends it.
             client.shop.total({})
     finally:
-        other.shutdown()
+        shutdown_official(other)
 
 
 def test_enqueue_goes_through_the_queue_provider(fresh_engine: EngineProcess, tmp_path: Path) -> None:

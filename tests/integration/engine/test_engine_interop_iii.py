@@ -8,6 +8,8 @@ import pytest
 from engine_raw import unique
 from support.waiting import wait_for
 
+from tests.support.official import shutdown_official
+
 os.environ.setdefault("OTEL_ENABLED", "false")
 iii = pytest.importorskip("iii")
 
@@ -39,7 +41,7 @@ def test_official_client_registers_and_calls_through_the_engine(engine):
             client.trigger({"function_id": f"{fid}-missing", "payload": {}, "timeout_ms": 5000})
         assert getattr(info.value, "code", None) == "function_not_found"
     finally:
-        client.shutdown()
+        shutdown_official(client)
 
 
 async def test_raw_caller_reaches_an_official_worker(engine, workers):
@@ -59,4 +61,4 @@ async def test_raw_caller_reaches_an_official_worker(engine, workers):
         await wait_for_async(registered, what="the official worker's function is live")
         assert await caller.result(fid, {"n": 21}) == 42
     finally:
-        client.shutdown()
+        shutdown_official(client)
