@@ -191,6 +191,8 @@ def telemetry_worker(engine: EngineProcess) -> Iterator[TelemetryWorker]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()  # else a ResourceWarning (unclosed file) at the module's teardown
 
 
 def span_payload(app: IIIApp, trace_id: str, span_id: str) -> str:

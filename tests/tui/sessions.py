@@ -101,6 +101,8 @@ def _process(cmd: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[s
             proc.stdin.close()
         proc.terminate()
         proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 async def _scenario(url: str, http_url: str, streams_url: str, env: dict[str, str]) -> list[Event]:

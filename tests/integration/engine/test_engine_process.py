@@ -162,6 +162,7 @@ async def test_routes(engine):
             await asyncio.wait_for(otel.recv(), 0.2)  # nothing is ever answered on /otel
     worker = await open_worker(base)
     await worker.sync()
+    await worker.close()
 
 
 async def test_handshake_negotiates_no_extension(engine):
