@@ -117,6 +117,11 @@ def test_snapshot_of_an_unreachable_engine_exits_1(tmp_path: Path) -> None:
     proc = _run("--url", "ws://127.0.0.1:9", "--snapshot", str(tmp_path / "s"), "--connect-timeout", "1")
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "unreachable" in (tmp_path / "s" / "overview.txt").read_text()
+    # one line on stderr says so (not a silent exit 1)
+    assert proc.stderr.splitlines() == [
+        f"iii-tui: the engine at ws://127.0.0.1:9 is unreachable (no answer within 1 s); "
+        f"the snapshots in {tmp_path / 's'} show it so"
+    ], proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("url", ["garbage", "http://127.0.0.1:1", "ws://"])

@@ -19,7 +19,7 @@ from iii_tui.store import (
     percentile,
     span_function,
 )
-from iii_tui.views import channel_rows, function_rows, screen_text
+from iii_tui.views import channel_rows, function_rows, overview_lines, plural, screen_text
 from iii_tui.waterfall import bar, waterfall_rows
 
 from .sessions import T0, span
@@ -328,3 +328,15 @@ async def test_session_roundtrip(tmp_path: Path, name: str) -> None:
     bad.write_text(json.dumps({"nope": 1}) + "\n")
     with pytest.raises(SessionError):
         read_session(bad)
+
+
+def test_overview_counts_are_pluralised() -> None:
+    store = Store()
+    store.apply(Event(T0, "queues", [{"name": "receipts", "broker_type": "builtin", "subscriber_count": 1}]))
+    store.apply(Event(T0, "dlq", [{"topic": "receipts", "broker_type": "builtin", "message_count": 0}]))
+    lines = dict(overview_lines(store))
+    assert lines["queues"] == "1 topic, 1 dead-letter topic"
+    store.apply(Event(T0, "queues", [{"name": "a"}, {"name": "b"}]))
+    store.apply(Event(T0, "dlq", []))
+    assert dict(overview_lines(store))["queues"] == "2 topics, 0 dead-letter topics"
+    assert [plural(n, "type") for n in (0, 1, 12)] == ["0 types", "1 type", "12 types"]

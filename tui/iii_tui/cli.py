@@ -94,7 +94,14 @@ async def _snapshot(args: argparse.Namespace, url: str) -> int:
         await source.run(store.apply)
         await write_snapshots(store, args.snapshot, args.size)
         return exit_code(store)
-    return await snapshot_engine(url, args.snapshot, args.size, args.connect_timeout, args.record)
+    code = await snapshot_engine(url, args.snapshot, args.size, args.connect_timeout, args.record)
+    if code == 1:
+        print(
+            f"iii-tui: the engine at {url} is unreachable (no answer within {args.connect_timeout:g} s); "
+            f"the snapshots in {args.snapshot} show it so",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _interactive(args: argparse.Namespace, url: str) -> int:

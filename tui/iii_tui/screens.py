@@ -30,6 +30,7 @@ from .views import (
     log_cells,
     missing_note,
     overview_lines,
+    plural,
     queue_rows,
     sparkline,
     state_rows,
@@ -481,9 +482,8 @@ class TriggersScreen(_TableScreen):
         self.table.sync(rows)
         self.query_one("#types-table", KeyedTable).sync(trigger_type_rows(store))
         pending = sum(1 for r in rows if "pending" in str(r.fields.get("status")))
-        self.set_title(
-            f"{len(rows)} of {len(store.triggers)} ({pending} pending) · {len(store.trigger_types)} types"
-        )
+        types = plural(len(store.trigger_types), "type")
+        self.set_title(f"{len(rows)} of {len(store.triggers)} ({pending} pending) · {types}")
         self.update_detail()
 
     def update_detail(self) -> None:
@@ -955,7 +955,7 @@ class QueuesScreen(_TableScreen):
         self.query_one("#dlq-table", KeyedTable).sync(dlq)
         topic = self._dlq_topic()
         self.query_one("#dlq-messages", KeyedTable).sync(dlq_message_rows(store, topic) if topic else [])
-        self.set_title(f"{len(rows)} topic(s) · {len(dlq)} dead-letter topic(s)")
+        self.set_title(f"{plural(len(rows), 'topic')} · {plural(len(dlq), 'dead-letter topic')}")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("redrive", "discard") and self.dash.readonly:

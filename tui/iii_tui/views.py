@@ -34,6 +34,7 @@ __all__ = [
     "log_cells",
     "missing_note",
     "overview_lines",
+    "plural",
     "queue_rows",
     "screen_text",
     "sparkline",
@@ -103,6 +104,11 @@ def _ms(value: float | None) -> str:
     if value >= 100:
         return f"{value:.0f}ms"
     return f"{value:.1f}ms"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 topic``, ``2 topics``, ``0 topics`` (English nouns that take an ``s``)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _pct(value: float | None) -> str:
@@ -556,14 +562,14 @@ def overview_lines(store: Store) -> list[tuple[str, str]]:
         ("components", comp),
         ("workers", str(len(store.workers))),
         ("functions", f"{len(user_functions)} ({len(store.functions)} with internal)"),
-        ("triggers", f"{len(store.triggers)} registered, {len(store.trigger_types)} types"),
+        ("triggers", f"{len(store.triggers)} registered, {plural(len(store.trigger_types), 'type')}"),
         ("invocations/s", f"{store.rate():.1f}"),
         ("error %", _pct(store.error_pct()) if store.error_pct() is not None else _pct(engine_err)),
         ("p95", _ms(store.p95()) if store.p95() is not None else _ms(_num_or_none(p95_engine))),
         ("engine totals", f"total={_s(total)} ok={_s(invocations.get('success'))} error={_s(err)}"),
         ("logs", f"{store.logs_total} seen"),
         ("channels", str(len(store.channels))),
-        ("queues", f"{len(store.queues)} topics, {len(store.dlq)} dead-letter topics"),
+        ("queues", f"{plural(len(store.queues), 'topic')}, {plural(len(store.dlq), 'dead-letter topic')}"),
     ]
     if store.missing:
         lines.append(("missing", ", ".join(sorted(store.missing))))
