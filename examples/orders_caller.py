@@ -37,9 +37,12 @@ def typed_calls(iii: III) -> str:
     print(f"fetched {orders.get(GetOrderInput(id=order.id)).id} (created {order.created_at:%H:%M:%S} UTC)")
     print(f"cancelled -> {orders.cancel(GetOrderInput(id=order.id)).status}")
     try:
-        orders.get(GetOrderInput(id="ord_9999"))
+        orders.get(GetOrderInput(id="ord_9999"))  # fails on purpose: there is no such order
     except InvocationError as exc:
-        print(f"unknown order refused by the worker: {exc.code}: {exc.message}")
+        print(
+            f"fetching ord_9999 fails on purpose (no such order; the one failed call in the "
+            f"dashboard's 'error %'): {exc.code}: {exc.message}"
+        )
 
     async def concurrently() -> list[str]:
         client = AsyncClient(iii).orders

@@ -31,6 +31,7 @@ ORDERS = "orders"  # state scope holding the orders
 COUNTERS = "orders-meta"  # state scope holding the id counter
 RECEIPTS = "orders-receipts"  # state scope where the receipt job records what it sent
 LIVE_STREAM = "orders-live"  # stream name (group "all") mirrored for live subscribers
+RECEIPT_QUEUE = "receipts"  # queue of the receipt jobs (configured in examples/engine.toml)
 
 log = Logger(service_name="orders-worker")
 
@@ -116,7 +117,7 @@ class OrdersService:
             {
                 "function_id": "orders::send_receipt",
                 "payload": {"order_id": order.id, "customer": order.customer},
-                "action": TriggerAction.Enqueue(queue="receipts"),
+                "action": TriggerAction.Enqueue(queue=RECEIPT_QUEUE),
             }
         )
         log.info("order created", {"order_id": order.id, "receipt_job": receipt.message_receipt_id})
@@ -195,7 +196,11 @@ def register(iii: III) -> None:
     iii.register_function("orders::cancel", svc.cancel, description="Cancel an order")
     iii.register_function("orders::export", svc.export, description="Export orders as CSV into a channel")
     iii.register_function(
-        "orders::send_receipt", svc.send_receipt, description="Queue consumer: send a receipt"
+        "orders::send_receipt",
+        svc.send_receipt,
+        description="Queue consumer: send a receipt",
+        # informational (the engine does not act on it): `iii-typed demo` lists queue consumers by it
+        metadata={"queue": RECEIPT_QUEUE, "enqueued_by": "orders::create"},
     )
     iii.register_function("orders::on_change", svc.on_change, description="React to order changes")
     iii.register_function("api::get_order", svc.http_get, description="HTTP: GET /orders/:id")

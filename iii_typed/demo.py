@@ -52,8 +52,13 @@ def _step(n: int, total: int, text: str) -> None:
 
 
 def _pump(stream: IO[bytes], prefix: str) -> None:
-    for raw in stream:
-        print(f"  {prefix} | {raw.decode('utf-8', 'replace').rstrip()}", flush=True)
+    with stream:  # closed at the child's end of output (else: ResourceWarning, unclosed file)
+        for raw in stream:
+            print(f"  {prefix} | {raw.decode('utf-8', 'replace').rstrip()}", flush=True)
+
+
+#: The thread printing each child's output (joined when the child is stopped).
+_PUMPS: dict[subprocess.Popen[bytes], threading.Thread] = {}
 
 
 def _spawn(cmd: list[str], env: dict[str, str], prefix: str, cwd: Path) -> subprocess.Popen[bytes]:
@@ -61,19 +66,25 @@ def _spawn(cmd: list[str], env: dict[str, str], prefix: str, cwd: Path) -> subpr
         cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     assert proc.stdout is not None
-    threading.Thread(target=_pump, args=(proc.stdout, prefix), daemon=True).start()
+    pump = threading.Thread(target=_pump, args=(proc.stdout, prefix), daemon=True)
+    pump.start()
+    _PUMPS[proc] = pump
     return proc
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
+    if proc is None:
         return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    pump = _PUMPS.pop(proc, None)
+    if pump is not None:
+        pump.join(5)  # the rest of its output, up to the end of the pipe
 
 
 def _wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -96,8 +107,15 @@ def _print_catalog(url: str) -> None:
         )
         workers = iii.trigger({"function_id": "engine::workers::list", "payload": {}})["workers"]
         triggers = iii.trigger({"function_id": "engine::registered-triggers::list", "payload": {}})
-    functions = listed["functions"]
-    mine = [f for f in functions if f["function_id"].startswith(("orders::", "api::"))]
+        functions = listed["functions"]
+        mine = [f for f in functions if f["function_id"].startswith(("orders::", "api::"))]
+        consumers = [f for f in mine if isinstance(f.get("metadata"), dict) and f["metadata"].get("queue")]
+        stats = {
+            fn["function_id"]: iii.trigger(
+                {"function_id": "engine::queue::topic_stats", "payload": {"topic": fn["metadata"]["queue"]}}
+            )
+            for fn in consumers
+        }
     print(f"  {len(functions)} function(s); the example worker's {len(mine)}:")
     for fn in mine:
         print(f"    {fn['function_id']:<22} {fn.get('description', '')}")
@@ -105,6 +123,14 @@ def _print_catalog(url: str) -> None:
     for t in triggers["registered_triggers"]:
         if t["function_id"].startswith(("orders::", "api::")):
             print(f"    {t['trigger_type']:<8} -> {t['function_id']:<18} {t.get('config_summary', '')}")
+    print("  queue consumers (no binding: each job names its function and queue, TriggerAction.Enqueue):")
+    for fn in consumers:
+        meta, queue_stats = fn["metadata"], stats[fn["function_id"]]
+        by = meta.get("enqueued_by", "?")
+        print(
+            f"    queue    {meta['queue']:<8} -> {fn['function_id']:<22} enqueued by {by};"
+            f" waiting {queue_stats.get('depth')}, dead letters {queue_stats.get('dlq_depth')}"
+        )
     print(f"  {len(workers)} worker(s):")
     for w in workers:
         print(
@@ -182,11 +208,17 @@ def _show_dashboard(url: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns 0 when every step succeeded."""
     parser = argparse.ArgumentParser(prog="iii-typed demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--keep-data", action="store_true", help="keep .demo-data/ from a previous run")
+    parser.add_argument("--keep-data", action="store_true", help="keep the data of a previous run")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the engine's data folder (default .demo-data/; emptied first)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     root = _project_root()
-    data_dir = root / ".demo-data"
+    data_dir = args.data_dir if args.data_dir is not None else root / ".demo-data"
     if data_dir.exists() and not args.keep_data:
         shutil.rmtree(data_dir)
     data_dir.mkdir(exist_ok=True)
