@@ -5,8 +5,9 @@ writes to the socket at once when its buffer is empty: one ``send`` syscall per 
 that syscall also runs the receiver's TCP processing, so under load it is the largest single cost
 of a round trip (perf.md §2.3). :class:`CoalescingTransport` sits between the connection and its
 transport and gives the frames written during one event-loop iteration to the transport as one
-``writelines`` call (one ``writev``), at the end of that iteration. Order is kept; a sequential
-call waits one loop iteration longer (microseconds); large writes are flushed at once.
+``writelines`` call (one ``writev``): the first frame of an iteration is written at once (a lone
+frame, as in a sequential call, is not delayed), the ones that follow in the same iteration are
+written together at its end. Order is kept; 64 KiB and more are passed on at once.
 
 :func:`coalesce_writes` installs it on an open ``websockets`` asyncio connection (server or client
 side). It relies on the connection writing through its ``transport`` attribute
@@ -41,18 +42,27 @@ class CoalescingTransport(asyncio.Transport):
         self._loop = loop
         self._pending: list[bytes] = []
         self._size = 0
+        self._burst = False  # a write went out in this loop iteration: queue the next ones
 
     # -- writing ------------------------------------------------------------------------------
     def write(self, data: Any) -> None:
-        """Queue ``data`` for the flush at the end of this loop iteration."""
+        """Write ``data`` now if it is the first write of this loop iteration (no added latency
+        for a lone frame), else queue it for the flush at the end of the iteration."""
         if not data:
             return
-        if not self._pending:
-            self._loop.call_soon(self.flush)
+        if not self._burst:
+            self._burst = True
+            self._loop.call_soon(self._end_burst)
+            self.transport.write(data)
+            return
         self._pending.append(data)
         self._size += len(data)
         if self._size >= FLUSH_AT_BYTES:
             self.flush()
+
+    def _end_burst(self) -> None:
+        self._burst = False
+        self.flush()
 
     def writelines(self, list_of_data: Any) -> None:
         """Queue every buffer of ``list_of_data``."""

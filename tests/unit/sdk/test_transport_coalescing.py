@@ -41,51 +41,57 @@ class Recorder(asyncio.Transport):
         return self.buffered
 
 
-async def test_writes_of_one_iteration_reach_the_transport_as_one_call_in_order() -> None:
+async def test_the_first_write_goes_out_at_once_the_rest_of_the_iteration_as_one_call() -> None:
     real = Recorder()
     proxy = CoalescingTransport(real, asyncio.get_running_loop())
-    for frame in (b"a", b"bb", b"ccc"):
+    for frame in (b"a", b"bb", b"ccc", b"d"):
         proxy.write(frame)
-    assert real.calls == [] and proxy.get_write_buffer_size() == 6
+    assert real.calls == [("write", b"a")]  # a lone frame is not delayed
+    assert proxy.get_write_buffer_size() == 6
     await asyncio.sleep(0)
-    assert real.calls == [("writelines", [b"a", b"bb", b"ccc"])]
+    assert real.calls == [("write", b"a"), ("writelines", [b"bb", b"ccc", b"d"])]
     assert proxy.get_write_buffer_size() == 0
-    proxy.write(b"d")
+    proxy.write(b"e")
+    proxy.write(b"f")
     await asyncio.sleep(0)
-    assert real.calls[-1] == ("write", b"d")  # a lone frame is written as it is
+    assert real.calls[-2:] == [("write", b"e"), ("write", b"f")]  # one queued frame: written as is
 
 
 async def test_large_writes_are_passed_on_at_once() -> None:
     real = Recorder()
     proxy = CoalescingTransport(real, asyncio.get_running_loop())
+    proxy.write(b"w")
     proxy.write(b"x")
     proxy.write(b"y" * FLUSH_AT_BYTES)
-    assert real.calls == [("writelines", [b"x", b"y" * FLUSH_AT_BYTES])]
-    await asyncio.sleep(0)  # the scheduled flush finds nothing left
-    assert len(real.calls) == 1
+    assert real.calls == [("write", b"w"), ("writelines", [b"x", b"y" * FLUSH_AT_BYTES])]
+    await asyncio.sleep(0)  # the end of the iteration finds nothing left
+    assert len(real.calls) == 2
 
 
 async def test_close_and_eof_flush_first_abort_drops() -> None:
     real = Recorder()
     proxy = CoalescingTransport(real, asyncio.get_running_loop())
+    proxy.write(b"first")
     proxy.write(b"bye")
     proxy.write_eof()
-    assert real.calls == [("write", b"bye"), ("write_eof", None)]
+    assert real.calls == [("write", b"first"), ("write", b"bye"), ("write_eof", None)]
     proxy.write(b"closing frame")
     proxy.close()
     assert real.calls[-2:] == [("write", b"closing frame"), ("close", None)]
     other = Recorder()
     proxy = CoalescingTransport(other, asyncio.get_running_loop())
+    proxy.write(b"sent")
     proxy.write(b"lost")
     proxy.abort()
     await asyncio.sleep(0)
-    assert other.calls == [("abort", None)]
+    assert other.calls == [("write", b"sent"), ("abort", None)]
 
 
 async def test_nothing_is_written_to_a_closing_transport() -> None:
     real = Recorder()
     proxy = CoalescingTransport(real, asyncio.get_running_loop())
+    proxy.write(b"now")
     proxy.write(b"late")
     real.closing = True
     await asyncio.sleep(0)
-    assert real.calls == []
+    assert real.calls == [("write", b"now")]
