@@ -172,7 +172,7 @@ async def test_handshake_negotiates_no_extension(engine):
 
 
 async def test_in_process_engine():
-    async with Engine(EngineConfig(port=0)) as engine:
+    async with Engine(EngineConfig(port=0, http_port=0, stream_port=0)) as engine:
         assert next(iter(engine.addresses)) == "engine"
         assert set(engine.addresses) <= {"engine", "http", "streams"}
         worker = await open_worker(engine.url)

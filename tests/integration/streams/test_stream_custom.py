@@ -23,6 +23,7 @@ from iii_typed.streams import (
     StreamSetResult,
 )
 from tests.integration.streams.stream_support import client, recv_json, send_join, unique
+from tests.support.official import shutdown_official
 from tests.support.waiting import wait_for
 
 
@@ -193,4 +194,4 @@ def test_official_client_custom_stream_is_routed(engine: EngineProcess) -> None:
             assert call(iii, "stream::list_groups", {"stream_name": name}) == ["only"]
             assert call(iii, "stream::delete", key) == {"old_value": [1, 2]}
     finally:
-        worker.shutdown()
+        shutdown_official(worker)
