@@ -82,7 +82,7 @@ OTHERS = [
         "codegen (500 functions)",
         "codegen_bench.py",
         ("--functions", "500", "--repeat", "3"),
-        ("--functions", "500", "--repeat", "1"),
+        ("--functions", "200", "--repeat", "1"),
         240,
         lambda t: _grab(
             r"codegen-bench:begin.*?\| in-process \(`jobs=1`\) \| ([\d.]+ s) .*?\| (yes|no) \|",
@@ -152,11 +152,11 @@ OTHERS = [
 ]
 
 
-def run_other(bench: OtherBench, quick: bool, log: IO[bytes]) -> tuple[str, float, str]:
-    """Run one bench with ``--write``; return (status, seconds, command)."""
-    args = bench.quick if quick else bench.full
-    argv = [sys.executable, str(BENCH / bench.script), *args, "--write"]
-    command = f".venv/bin/python bench/{bench.script} {' '.join(args)} --write"
+def run_other(bench: OtherBench, quick: bool, log: IO[bytes], write: bool = True) -> tuple[str, float, str]:
+    """Run one bench (with ``--write`` unless ``write`` is false); return (status, seconds, command)."""
+    args = (*(bench.quick if quick else bench.full), *(("--write",) if write else ()))
+    argv = [sys.executable, str(BENCH / bench.script), *args]
+    command = f".venv/bin/python bench/{bench.script} {' '.join(args)}"
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=log, process_group=0)
     try:
@@ -177,7 +177,7 @@ def run_other(bench: OtherBench, quick: bool, log: IO[bytes]) -> tuple[str, floa
 # ================================================================================================
 def codec_ratio(pairs: int, number: int) -> list[float]:
     """G7: our typed decode + encode of an ``invokefunction`` / orjson loads + dumps of the same
-    bytes, per interleaved pair (each side the best of 3 timeit repeats)."""
+    bytes, per pair (each side the best of 3 interleaved timeit runs of ``number`` calls)."""
     import uuid
 
     import orjson
@@ -204,9 +204,12 @@ def codec_ratio(pairs: int, number: int) -> list[float]:
 
     ratios = []
     for _ in range(pairs):
-        a = min(timeit.repeat(reference, number=number, repeat=3))
-        b = min(timeit.repeat(ours, number=number, repeat=3))
-        ratios.append(b / a)
+        a: list[float] = []
+        b: list[float] = []
+        for _ in range(3):  # interleaved within the pair too: load spikes hit both sides
+            a.append(timeit.timeit(reference, number=number))
+            b.append(timeit.timeit(ours, number=number))
+        ratios.append(min(b) / min(a))
     return ratios
 
 
@@ -605,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
                     if left() < bench.timeout + 60:
                         print(f"skipping {bench.name}: time budget", flush=True)
                         continue
-                    status, wall, cmd = run_other(bench, args.quick, log)
+                    status, wall, cmd = run_other(bench, args.quick, log, write=not args.no_write)
                     print(f"{bench.name}: {status} in {wall:.0f} s", flush=True)
                     others.append((bench, status, wall, cmd))
             if args.only in ("all", "goals"):
