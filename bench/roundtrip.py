@@ -83,8 +83,9 @@ class Proc:
 
     def _pump(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.put(line.rstrip("\n"))
+        with self.popen.stdout:  # closed here, by its only reader, once the child is gone
+            for line in self.popen.stdout:
+                self.lines.put(line.rstrip("\n"))
         self.lines.put(None)
 
     @property

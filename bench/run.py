@@ -125,7 +125,7 @@ OTHERS = [
             r"channels-bench:begin.*?ratio channel / raw \| ([\d.]+) \|.*?updates/s delivered to all "
             r"(\d+) subscribers \| ([\d,]+) \|",
             t,
-            "channel/raw {}; {2} updates/s to {1} subscribers",
+            "channel/raw {0}; {2} updates/s to {1} subscribers",
         ),
     ),
     OtherBench(
