@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -266,6 +267,13 @@ class Connection:
             else:
                 try:
                     await self._session(ws)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug must cost one connection, never the reconnect loop
+                    last_error = exc
+                    log.exception("the connection to %s failed unexpectedly; reconnecting", self.url)
+                    with contextlib.suppress(Exception):
+                        await ws.close(1011, "internal error")
                 finally:
                     self._ready = False
                     self._ws = None

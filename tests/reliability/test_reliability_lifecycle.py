@@ -198,3 +198,29 @@ def test_b13_blocking_handlers_never_hang_the_caller(
         assert blocked.error.code in ("invocation_stopped", "DISCONNECTED")
     wait_for(lambda: worker.get_connection_state() == "connected", timeout=3, what="worker connected")
     assert any("rel::slow_async" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_an_unexpected_error_in_a_session_costs_one_connection_not_the_reconnect_loop(
+    engine: EngineProcess, connect: Callable[..., III], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug on the connection path (here: building the replay raises once) is logged, the socket is
+    closed and the client reconnects, instead of the connection task dying silently."""
+    failures: list[int] = []
+    original = III._replay_frames
+
+    def flaky(self: III, generation: int) -> list[bytes]:
+        if not failures:
+            failures.append(generation)
+            raise RuntimeError("injected fault while building the replay")
+        return original(self, generation)
+
+    monkeypatch.setattr(III, "_replay_frames", flaky)
+    client = connect(engine.url)  # register_worker returns only once connected
+    assert failures, "the fault was not injected"
+    assert client.worker_id is not None
+
+    def echo(data: Any) -> Any:
+        return data
+
+    client.register_function("rel::after_fault", echo)
+    assert client.trigger({"function_id": "rel::after_fault", "payload": {"ok": 1}})["ok"] == 1
