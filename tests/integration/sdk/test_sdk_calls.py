@@ -125,6 +125,16 @@ def test_pydantic_payloads_in_json_mode(fake: FakeEngine, connect: Connect) -> N
     assert Order.model_validate(result) == order
 
 
+def test_nan_and_infinity_are_written_as_null(fake: FakeEngine, connect: Connect) -> None:
+    """JSON has no NaN/Infinity: they go out as null (what serde_json and JSON.stringify do), never as
+    the non-JSON literals ``NaN``/``Infinity`` that the engine could not parse."""
+    fake.functions["numbers::echo"] = lambda data: data
+    payload = {"x": float("nan"), "y": [float("inf"), -float("inf")], "z": 1.5}
+    result = connect(fake.url).trigger({"function_id": "numbers::echo", "payload": payload})
+    assert _invokes(fake, "numbers::echo")[0]["data"] == {"x": None, "y": [None, None], "z": 1.5}
+    assert result == {"x": None, "y": [None, None], "z": 1.5}
+
+
 def test_bad_payloads_are_refused_before_sending(fake: FakeEngine, connect: Connect) -> None:
     iii = connect(fake.url)
     sent_before = len(fake.frames())
