@@ -13,16 +13,22 @@
 * enforces one live owner per ``(namespace, function_id)`` and per ``(namespace, worker name)``
   (§3.5), honours ``reattach`` (§2.12, cases.md B03) and cleans up on disconnect (§3.6).
 
-It also implements :class:`~iii_typed.engine.builtins.base.EngineServices`.
+It also implements :class:`~iii_typed.engine.builtins.base.EngineServices`. Engine-originated
+calls made while a built-in handler runs (triggers it fires, conditions, overrides it calls)
+carry that call's ``traceparent``/``baggage`` (§4.5): the handler's context is kept in a context
+variable for the handler's duration; :meth:`Router.spawn` runs tasks without it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import logging
+import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID, uuid4
@@ -106,6 +112,13 @@ _STOPPED: Final = "Invocation stopped"
 DUPLICATE_INVOCATION_ID: Final = "DUPLICATE_INVOCATION_ID"
 _REATTACH_WAIT: Final = 5.0
 _UNSET: Any = object()
+#: ``(traceparent, baggage)`` of the built-in call being served in this task (§4.5); engine-
+#: originated calls made without an explicit context carry it. ``None`` outside any call.
+_CALL_TRACE: Final[contextvars.ContextVar[tuple[str | None, str | None] | None]] = contextvars.ContextVar(
+    "iii_engine_call_trace", default=None
+)
+#: A W3C ``traceparent`` (version 00 layout; all-zero ids are invalid and checked separately).
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _REGISTRATIONS: Final = (
     RegisterFunction,
     UnregisterFunction,
@@ -736,7 +749,14 @@ class Router:
     async def _call_in_process(self, entry: FunctionEntry, data: Any, ctx: CallContext) -> Any:
         builtin = entry.builtin
         if builtin is not None:
-            return await builtin.handler(parse_input(builtin, data), ctx)
+            parsed = parse_input(builtin, data)
+            # what the handler invokes or fires continues the call's trace (§4.5)
+            traced = ctx.traceparent is not None or ctx.baggage is not None
+            token = _CALL_TRACE.set((ctx.traceparent, ctx.baggage) if traced else None)
+            try:
+                return await builtin.handler(parsed, ctx)
+            finally:
+                _CALL_TRACE.reset(token)
         invoker = self._http_invoker
         if entry.invocation is None or invoker is None:
             raise InvocationError(
@@ -763,7 +783,7 @@ class Router:
         if namespace != DEFAULT_NAMESPACE:
             payload["namespace"] = namespace
         try:
-            await self.invoke(ENQUEUE_FUNCTION, payload)
+            await self.invoke(ENQUEUE_FUNCTION, payload, traceparent=frame.traceparent, baggage=frame.baggage)
         except InvocationError as exc:
             await self._reply_error(conn, frame, "enqueue_error", exc.message)
             return
@@ -994,7 +1014,13 @@ class Router:
         traceparent: str | None = None,
         baggage: str | None = None,
     ) -> Any:
-        """Engine-originated call through the internal path (§4.2; see ``EngineServices.invoke``)."""
+        """Engine-originated call through the internal path (§4.2; see ``EngineServices.invoke``).
+
+        Without ``traceparent`` and ``baggage`` the call carries the context of the built-in
+        call being served in this task, if any (§4.5).
+        """
+        if traceparent is None and baggage is None and (inherited := _CALL_TRACE.get()) is not None:
+            traceparent, baggage = inherited
         if not namespace.strip():
             raise InvocationError("INVALID_NAMESPACE", INVALID_NAMESPACE_MESSAGE, function_id=function_id)
         entry = self._lookup(namespace, function_id)
@@ -1074,13 +1100,22 @@ class Router:
             if not future.done():
                 self._finished(callee.executing.pop(invocation_id, None), "cancelled")
 
-    async def check_condition(self, binding: TriggerBinding, payload: Any) -> bool:
+    async def check_condition(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool:
         """Run ``condition_function_id`` (§6 "Trigger firing"): exactly ``false`` or an error skips."""
         condition = binding.condition_function_id
         if condition is None:
             return True
         try:
-            result = await self.invoke(condition, payload, namespace=binding.namespace)
+            result = await self.invoke(
+                condition, payload, namespace=binding.namespace, traceparent=traceparent, baggage=baggage
+            )
         except InvocationError as exc:
             log.warning(
                 "condition %s of trigger %s failed (%s: %s); the fire is skipped",
@@ -1092,13 +1127,30 @@ class Router:
             return False
         return result is not False
 
-    async def fire(self, binding: TriggerBinding, payload: Any, *, metadata: Any = _UNSET) -> bool:
+    async def fire(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        metadata: Any = _UNSET,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool:
         """Fire one binding: condition, then invoke the target; errors are logged."""
-        if not await self.check_condition(binding, payload):
+        if traceparent is None and baggage is None and (inherited := _CALL_TRACE.get()) is not None:
+            traceparent, baggage = inherited  # the condition and the target share one context
+        if not await self.check_condition(binding, payload, traceparent=traceparent, baggage=baggage):
             return False
         sidecar = binding.metadata if metadata is _UNSET else metadata
         try:
-            await self.invoke(binding.function_id, payload, namespace=binding.namespace, metadata=sidecar)
+            await self.invoke(
+                binding.function_id,
+                payload,
+                namespace=binding.namespace,
+                metadata=sidecar,
+                traceparent=traceparent,
+                baggage=baggage,
+            )
         except InvocationError as exc:
             log.warning(
                 "trigger %s (%s) → %s failed: %s: %s",
@@ -1110,10 +1162,25 @@ class Router:
             )
         return True
 
-    async def fire_result(self, binding: TriggerBinding, payload: Any, *, metadata: Any = _UNSET) -> Any:
+    async def fire_result(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        metadata: Any = _UNSET,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> Any:
         """Invoke a binding's function (no condition check) and return the result."""
         sidecar = binding.metadata if metadata is _UNSET else metadata
-        return await self.invoke(binding.function_id, payload, namespace=binding.namespace, metadata=sidecar)
+        return await self.invoke(
+            binding.function_id,
+            payload,
+            namespace=binding.namespace,
+            metadata=sidecar,
+            traceparent=traceparent,
+            baggage=baggage,
+        )
 
     def fire_all(
         self,
@@ -1121,15 +1188,26 @@ class Router:
         payload: Any | Callable[[TriggerBinding], Any],
         *,
         predicate: Callable[[TriggerBinding], bool] | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> int:
-        """Fire every live binding of a built-in type, each in its own task."""
+        """Fire every live binding of a built-in type, each in its own task.
+
+        The fires carry ``traceparent``/``baggage``, or when both are ``None`` the context of the
+        built-in call being served now (the spawned tasks would not see it).
+        """
+        if traceparent is None and baggage is None and (inherited := _CALL_TRACE.get()) is not None:
+            traceparent, baggage = inherited
         bindings = self.triggers.builtin_bindings(trigger_type)
         count = 0
         for binding in bindings:
             if predicate is not None and not predicate(binding):
                 continue
             value = payload(binding) if callable(payload) else payload
-            self.spawn(self.fire(binding, value), name=f"fire:{trigger_type}")
+            self.spawn(
+                self.fire(binding, value, traceparent=traceparent, baggage=baggage),
+                name=f"fire:{trigger_type}",
+            )
             count += 1
         return count
 
@@ -1179,9 +1257,35 @@ class Router:
         """Call ``callback(worker_id)`` during each disconnect cleanup."""
         self._disconnect_callbacks.append(callback)
 
+    @contextmanager
+    def trace_context(self, traceparent: str | None, baggage: str | None = None) -> Iterator[None]:
+        """Calls made inside the block without an explicit context carry this one (§4.5).
+
+        A missing or malformed ``traceparent`` (W3C layout, non-zero ids) changes nothing.
+        """
+        traceparent = traceparent.strip() if traceparent is not None else None
+        if traceparent is None or not _valid_traceparent(traceparent):
+            yield
+            return
+        token = _CALL_TRACE.set((traceparent, baggage or None))
+        try:
+            yield
+        finally:
+            _CALL_TRACE.reset(token)
+
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
-        """Run a tracked background task; its exception is logged."""
-        task = asyncio.get_running_loop().create_task(coro, name=name)
+        """Run a tracked background task; its exception is logged.
+
+        The task runs outside the trace context of the call being served (if any): it serves
+        no call, so what it invokes without an explicit context starts a new trace.
+        """
+        loop = asyncio.get_running_loop()
+        if _CALL_TRACE.get() is None:
+            task = loop.create_task(coro, name=name)
+        else:
+            detached = contextvars.copy_context()
+            detached.run(_CALL_TRACE.set, None)
+            task = loop.create_task(coro, name=name, context=detached)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task
@@ -1200,3 +1304,11 @@ class Router:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _valid_traceparent(value: str) -> bool:
+    """A W3C ``traceparent`` an OpenTelemetry propagator accepts (lower-case hex, ids not zero)."""
+    if _TRACEPARENT.fullmatch(value) is None or value.startswith("ff"):
+        return False
+    _, trace_id, span_id, _ = value.split("-")
+    return trace_id != "0" * 32 and span_id != "0" * 16

@@ -9,13 +9,17 @@ the engine's event-loop thread; each statement is short (single-row reads and wr
 the loop is never blocked for long.
 
 JSON values are stored as compact UTF-8 text (:func:`dumps`/:func:`loads`).
+
+Schemas grow backward-compatibly: a column added in a later version is listed in
+``open_database(columns=…)`` and added (``NULL`` in existing rows) to a file written by an older
+engine, so an existing data folder still opens.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +34,21 @@ class StoreError(OSError):
     """
 
 
-def open_database(data_dir: Path | None, name: str, schema: Sequence[str] = ()) -> sqlite3.Connection:
+def open_database(
+    data_dir: Path | None,
+    name: str,
+    schema: Sequence[str] = (),
+    columns: Mapping[str, Mapping[str, str]] | None = None,
+) -> sqlite3.Connection:
     """Open (creating when needed) the store of one built-in and make sure its tables exist.
 
     Args:
         data_dir: The engine's data folder, or ``None`` for an in-memory database.
         name: The file stem, e.g. ``state`` (→ ``<data_dir>/state.sqlite3``).
         schema: ``CREATE … IF NOT EXISTS`` statements run (and committed) after opening.
+        columns: ``{table: {column: declaration}}`` of nullable columns added by later versions:
+            each one missing from its table (a file of an older engine) is added with
+            ``ALTER TABLE … ADD COLUMN`` (existing rows read ``NULL``).
 
     Returns:
         A connection in autocommit-off mode (call ``commit()`` after writes), usable from the
@@ -58,6 +70,11 @@ def open_database(data_dir: Path | None, name: str, schema: Sequence[str] = ()) 
         db.execute("PRAGMA foreign_keys=ON")
         for statement in schema:
             db.execute(statement)
+        for table, wanted in (columns or {}).items():
+            present = {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+            for column, declaration in wanted.items():
+                if column not in present:
+                    db.execute(f'ALTER TABLE "{table}" ADD COLUMN "{column}" {declaration}')
         db.commit()
     except sqlite3.Error as exc:
         db.close()

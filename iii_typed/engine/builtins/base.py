@@ -24,6 +24,14 @@ workers the configuration enables and wires them in:
   message), and when it goes away it awaits ``unregister(binding)``. To fire, call
   :meth:`EngineServices.fire` for one binding or :meth:`EngineServices.fire_all` for every live
   binding of the type; both honour ``condition_function_id`` (protocol.md §6, "Trigger firing").
+* **Trace context** (protocol.md §4.5): what the engine invokes *because of a call* continues that
+  call's trace. While a built-in handler runs, :meth:`EngineServices.invoke`,
+  :meth:`~EngineServices.fire`, :meth:`~EngineServices.fire_all` and the condition checks send the
+  handler's ``ctx.traceparent``/``ctx.baggage`` unless given a context explicitly, so a ``state``
+  trigger fired by ``state::set`` joins the setter's trace without the built-in doing anything.
+  Work deferred past the handler (a stored queue message, a task started with
+  :meth:`EngineServices.spawn`, which runs outside any call) must keep the context itself and pass
+  it explicitly; work started by no call (cron ticks, socket events) starts no trace.
 * **Lifecycle**: :meth:`BuiltinWorker.start` runs once before the engine prints its ready line
   (bind extra listeners there and :meth:`EngineServices.advertise` them); :meth:`BuiltinWorker.stop`
   runs at shutdown in reverse order.
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
@@ -363,6 +372,8 @@ class EngineServices(Protocol):
         namespace: str = "default",
         metadata: Any = None,
         timeout: float | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> Any:
         """Call a function through the engine's internal call path (protocol.md §4.2).
 
@@ -374,6 +385,11 @@ class EngineServices(Protocol):
             namespace: Namespace the function resolves in.
             metadata: Metadata sidecar for the handler.
             timeout: Seconds to wait for the result (``None`` waits without limit).
+            traceparent: W3C trace context the target receives (``invokefunction.traceparent``,
+                protocol.md §4.5), so its ``execute`` span joins that trace.
+            baggage: W3C baggage the target receives. When both ``traceparent`` and ``baggage``
+                are ``None``, the context of the built-in call being served on this task is
+                used (none in a task started with :meth:`spawn`: a new trace).
 
         Returns:
             The result value (``None`` when the function returned nothing).
@@ -385,8 +401,17 @@ class EngineServices(Protocol):
         """
         ...
 
-    async def check_condition(self, binding: TriggerBinding, payload: Any) -> bool:
+    async def check_condition(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool:
         """Run the binding's ``condition_function_id`` (if any) with ``payload``.
+
+        ``traceparent``/``baggage`` go with the condition call as in :meth:`invoke`.
 
         Returns:
             ``False`` when the condition returned exactly ``false`` or failed (logged), else
@@ -394,21 +419,39 @@ class EngineServices(Protocol):
         """
         ...
 
-    async def fire(self, binding: TriggerBinding, payload: Any, *, metadata: Any = ...) -> bool:
+    async def fire(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        metadata: Any = ...,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> bool:
         """Fire one binding: check its condition, then invoke its function with ``payload``.
 
         The binding's ``metadata`` is the sidecar unless ``metadata`` is given. Errors are
-        logged, results ignored.
+        logged, results ignored. ``traceparent``/``baggage`` go with both calls as in
+        :meth:`invoke`.
 
         Returns:
             Whether the function was invoked.
         """
         ...
 
-    async def fire_result(self, binding: TriggerBinding, payload: Any, *, metadata: Any = ...) -> Any:
+    async def fire_result(
+        self,
+        binding: TriggerBinding,
+        payload: Any,
+        *,
+        metadata: Any = ...,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> Any:
         """Invoke a binding's function (no condition check) and return its result.
 
-        For trigger types that use the result (e.g. ``http``).
+        For trigger types that use the result (e.g. ``http``). ``traceparent``/``baggage`` as in
+        :meth:`invoke`.
 
         Raises:
             InvocationError: as :meth:`invoke`.
@@ -421,6 +464,8 @@ class EngineServices(Protocol):
         payload: Any | Callable[[TriggerBinding], Any],
         *,
         predicate: Callable[[TriggerBinding], bool] | None = None,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> int:
         """Fire every live binding of a built-in trigger type, each in its own task.
 
@@ -428,6 +473,10 @@ class EngineServices(Protocol):
             trigger_type: The type id.
             payload: The payload, or a function computing it per binding.
             predicate: Only bindings for which it returns ``True``.
+            traceparent: Trace context of the fires (conditions included). When both are
+                ``None``, the context of the built-in call being served is taken now (so
+                triggers fired by a call continue its trace).
+            baggage: Baggage of the fires.
 
         Returns:
             The number of bindings fired (their conditions are still checked).
@@ -440,6 +489,18 @@ class EngineServices(Protocol):
 
     def function_exists(self, function_id: str, namespace: str = "default") -> bool:
         """Whether a function is registered (by a worker or a built-in)."""
+        ...
+
+    def trace_context(
+        self, traceparent: str | None, baggage: str | None = None
+    ) -> AbstractContextManager[None]:
+        """Serve a request that arrived with a W3C trace context (e.g. HTTP headers).
+
+        Inside the ``with`` block (and in tasks created there with ``asyncio.create_task``, not
+        :meth:`spawn`) calls without an explicit context carry ``traceparent``/``baggage``
+        (protocol.md §4.5). A missing or malformed ``traceparent`` changes nothing: the work starts
+        a new trace.
+        """
         ...
 
     def advertise(self, key: str, url: str) -> None:
@@ -484,7 +545,12 @@ class EngineServices(Protocol):
         ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
-        """Run a background task owned by the engine (cancelled at shutdown; errors logged)."""
+        """Run a background task owned by the engine (cancelled at shutdown; errors logged).
+
+        The task serves no call: calls it makes without an explicit trace context start new
+        traces, even when it was spawned from a built-in handler (a queue lane or a cron job must
+        not keep the trace of the call that happened to create it).
+        """
         ...
 
 

@@ -2,7 +2,9 @@
 
 * Function ``publish {topic, data}`` (bare id, namespace ``default``) → no result; an empty topic
   answers ``topic_not_set``. Every ``subscribe`` binding of that topic gets ``data`` verbatim,
-  each in a task of its own (the call does not wait for the subscribers; their errors are logged).
+  each in a task of its own (the call does not wait for the subscribers; their errors are logged),
+  with the ``publish`` call's ``traceparent``/``baggage``, so each subscriber's span joins the
+  publisher's trace (§4.5).
 * Trigger type ``subscribe``: config ``{topic}``; an empty topic is accepted but never fires. Like
   the real engine's local adapter, no metadata sidecar is delivered and ``condition_function_id``
   is accepted but not evaluated (§4.4, §6.4). Unknown fields or wrong types are refused with
@@ -104,12 +106,22 @@ class PubSubWorker(BuiltinWorker):
         for binding in self.services.bindings(SUBSCRIBE_TRIGGER):
             config = binding.config
             if isinstance(config, dict) and config.get("topic") == data.topic:
-                self.services.spawn(self._deliver(binding, data.data), name="pubsub-deliver")
+                self.services.spawn(
+                    self._deliver(binding, data.data, ctx.traceparent, ctx.baggage), name="pubsub-deliver"
+                )
         return None
 
-    async def _deliver(self, binding: TriggerBinding, data: Any) -> None:
+    async def _deliver(
+        self, binding: TriggerBinding, data: Any, traceparent: str | None, baggage: str | None
+    ) -> None:
         try:
-            await self.services.invoke(binding.function_id, data, namespace=binding.namespace)
+            await self.services.invoke(
+                binding.function_id,
+                data,
+                namespace=binding.namespace,
+                traceparent=traceparent,
+                baggage=baggage,
+            )
         except InvocationError as exc:
             log.warning(
                 "subscriber %s of topic %r failed: %s: %s",

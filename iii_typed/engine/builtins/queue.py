@@ -41,6 +41,12 @@ Delivery (per named queue, and per topic x subscribed function, a *lane*):
   an engine restart), or whose topic lane has no live subscription, waits — re-checked every
   ``poll_interval_ms`` — without using an attempt (a deviation: the real engine counts a failed
   attempt). Deliveries are otherwise event-driven (no polling delay).
+* **Trace context** (§4.5): a message keeps the ``traceparent``/``baggage`` it was enqueued with
+  (the payload's, else those of the ``engine::queue::enqueue`` call itself) or those of the
+  ``iii::durable::publish`` call, stored with it; every delivery attempt and condition call
+  carries them — retries, redriven dead letters and deliveries after an engine restart included
+  — so the handler's ``execute`` span joins the enqueuer's trace. A message without one (or
+  stored by an older engine, whose store gains the columns on start) starts a new trace.
 * **Metadata**: like the real engine, deliveries carry no metadata sidecar (§4.4). With
   ``[queue] delivery_metadata = true`` (opt-in, ours) each delivery carries
   ``{"attempt", "max_attempts", "message_id", "queue" | "topic"}`` so a handler can see them.
@@ -344,6 +350,8 @@ class _Message:
     exponential: bool
     available_at: float
     seq: int
+    traceparent: str | None = None  # the publishing call's trace context (§4.5), kept for
+    baggage: str | None = None  # every delivery attempt, redrive and restart
 
     def retry_delay(self) -> float:
         factor = 2 ** max(self.attempts - 1, 0) if self.exponential else 1
@@ -428,13 +436,16 @@ class QueueWorker(BuiltinWorker):
                 " failed_at INTEGER, created_at INTEGER NOT NULL)",
                 "CREATE INDEX IF NOT EXISTS messages_lane ON messages (kind, name, state)",
             ),
+            # added later: a data folder of an older engine gets them (NULL: no trace context)
+            columns={"messages": {"traceparent": "TEXT", "baggage": "TEXT"}},
         )
         self._db = db
         self._seq = int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0])
         loaded = 0
         for row in db.execute(
             "SELECT id, kind, name, function_id, namespace, data, grp, attempts, max_attempts, backoff_ms,"
-            " exponential, available_at, seq FROM messages WHERE state = 'ready' ORDER BY seq"
+            " exponential, available_at, seq, traceparent, baggage FROM messages WHERE state = 'ready'"
+            " ORDER BY seq"
         ):
             message = _Message(
                 id=row[0],
@@ -450,6 +461,8 @@ class QueueWorker(BuiltinWorker):
                 exponential=bool(row[10]),
                 available_at=row[11],
                 seq=row[12],
+                traceparent=row[13],
+                baggage=row[14],
             )
             self._lane_for(message).add(message)
             loaded += 1
@@ -597,8 +610,8 @@ class QueueWorker(BuiltinWorker):
             for m in messages:
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO messages (id, kind, name, function_id, namespace, data, grp,"
-                    " attempts, max_attempts, backoff_ms, exponential, available_at, seq, state, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?)",
+                    " attempts, max_attempts, backoff_ms, exponential, available_at, seq, state, created_at,"
+                    " traceparent, baggage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'ready', ?, ?, ?)",
                     (
                         m.id,
                         m.kind,
@@ -614,6 +627,8 @@ class QueueWorker(BuiltinWorker):
                         m.available_at,
                         m.seq,
                         now_ms,
+                        m.traceparent,
+                        m.baggage,
                     ),
                 )
                 if cursor.rowcount:
@@ -696,10 +711,18 @@ class QueueWorker(BuiltinWorker):
                     condition = binding.condition_function_id
                     break
             skip = False
+            # every attempt continues the trace of the call that enqueued or published (§4.5)
+            traceparent, baggage = message.traceparent, message.baggage
             if condition is not None:
                 try:
                     skip = (
-                        await self.services.invoke(condition, message.data, namespace=message.namespace)
+                        await self.services.invoke(
+                            condition,
+                            message.data,
+                            namespace=message.namespace,
+                            traceparent=traceparent,
+                            baggage=baggage,
+                        )
                     ) is False
                 except InvocationError as exc:
                     error = f"condition {condition} failed: {exc.code}: {exc.message}"
@@ -714,7 +737,12 @@ class QueueWorker(BuiltinWorker):
                     }
                 try:
                     await self.services.invoke(
-                        message.function_id, message.data, namespace=message.namespace, metadata=metadata
+                        message.function_id,
+                        message.data,
+                        namespace=message.namespace,
+                        metadata=metadata,
+                        traceparent=traceparent,
+                        baggage=baggage,
                     )
                 except InvocationError as exc:
                     error = f"{exc.code}: {exc.message}"
@@ -839,6 +867,9 @@ class QueueWorker(BuiltinWorker):
                 )
             group = dumps(payload[field_name])
         receipt = data.message_receipt_id or str(uuid4())
+        traceparent, baggage = data.traceparent or None, data.baggage or None
+        if traceparent is None and baggage is None:  # called directly: the call's own context
+            traceparent, baggage = ctx.traceparent, ctx.baggage
         message = _Message(
             id=receipt,
             kind="queue",
@@ -853,6 +884,8 @@ class QueueWorker(BuiltinWorker):
             exponential=settings.exponential,
             available_at=time.time(),
             seq=self._next_seq(),
+            traceparent=traceparent,
+            baggage=baggage,
         )
         for stored in self._store([message]):
             self._lane_for(stored).add(stored)
@@ -884,6 +917,8 @@ class QueueWorker(BuiltinWorker):
                 exponential=lane.settings.exponential,
                 available_at=now,
                 seq=self._next_seq(),
+                traceparent=ctx.traceparent,
+                baggage=ctx.baggage,
             )
             for (namespace, function_id), lane in targets.items()
         ]
@@ -916,6 +951,8 @@ class QueueWorker(BuiltinWorker):
                     exponential=bool(row[9]),
                     available_at=now,
                     seq=row[10],
+                    traceparent=row[11],
+                    baggage=row[12],
                 )
                 db.execute(
                     "UPDATE messages SET state = 'ready', attempts = 0, available_at = ?, error = NULL,"
@@ -932,7 +969,10 @@ class QueueWorker(BuiltinWorker):
             ) from None
         return revived
 
-    _ROW = "id, kind, name, function_id, namespace, data, grp, max_attempts, backoff_ms, exponential, seq"
+    _ROW = (
+        "id, kind, name, function_id, namespace, data, grp, max_attempts, backoff_ms, exponential, seq,"
+        " traceparent, baggage"
+    )
 
     async def _redrive(self, data: RedriveInput, ctx: CallContext) -> Any:
         if data.queue == "":

@@ -22,7 +22,10 @@ absent = any; unknown fields or wrong types are refused with ``trigger_registrat
 It fires after ``state::set`` / ``state::update`` (``state:created`` or ``state:updated``) and
 ``state::delete`` (``state:deleted``, even when the key did not exist) with the payload
 ``{"event_type", "key", "new_value", "old_value", "scope", "type": "state"}`` and the binding's
-metadata as sidecar (§4.4). ``triggers_enabled = false`` turns the fan-out off.
+metadata as sidecar (§4.4). Each fire, its condition call included, carries the ``traceparent``/
+``baggage`` of the ``state::*`` call that caused it, so the handler's span joins the caller's
+trace (§4.5; the engine services take the context of the call being served).
+``triggers_enabled = false`` turns the fan-out off.
 
 Persistence (decisions "Policies"): in memory without a data folder, else the SQLite file
 ``<data_dir>/state.sqlite3``. ``engine.toml``::

@@ -41,6 +41,12 @@ when something was deleted), ``stream::send`` emits ``event``. Each goes to
   {"event": {"data", "type": <custom>}, "type": "event"}``) and the binding's metadata sidecar;
 * WebSocket subscribers of the group (subscriptions with an ``id`` get only that item's events).
 
+Trace context (§4.5): ``stream`` trigger fires (their condition calls included) and the custom
+stream functions called by a ``stream::*`` call carry that call's ``traceparent``/``baggage``, so
+their spans join the caller's trace (the engine services take the context of the call being
+served). ``stream:join``/``stream:leave`` fires and the ``auth_function`` come from the stream
+socket, not from a call: they start new traces.
+
 **Stream WebSocket API** on the stream port (``--stream-port``, 3112; free with ``--port 0``),
 advertised as ``streams`` on the ready line. Both URL forms upgrade (decisions "Policies",
 cases.md B09): ``/`` (subscribe with messages) and ``/stream/<name>/<group>/`` (also
