@@ -6,7 +6,8 @@ worker with telemetry on runs in a process of its own).
 Config keys: ``url``, ``sdk`` (``typed`` = iii-typed, ``official`` = iii-sdk 0.25), ``worker_name``,
 ``otel`` (OtelConfig fields), ``options`` (other InitOptions fields, iii-typed only), ``service``
 (Logger service name), ``functions`` (list of ``{id, mode: sync|async, log?: [level, message,
-data], call?: function id, fail?: message, spawn?: bool, cancel?: bool, sleep_ms?: int}``; sync
+data], call?: function id, request?: a trigger request sent as is (e.g. with an ``action``),
+fail?: message, spawn?: bool, cancel?: bool, sleep_ms?: int}``; sync
 ones also ``child?: bool`` (an application span under the handler's) and ``fetch?: url``
 (``urllib`` request)), ``counter`` (record a user counter metric); the environment is the parent's.
 
@@ -122,6 +123,8 @@ def make_handler(spec: dict[str, Any], client: Any, logger: Any, call_async: Any
                 raise ValueError(spec["fail"])
             if spec.get("call"):
                 return await call_async(request(data))
+            if spec.get("request"):
+                await call_async(spec["request"])
             return {"ok": spec["id"]}
 
         return handler
@@ -147,6 +150,8 @@ def make_handler(spec: dict[str, Any], client: Any, logger: Any, call_async: Any
             raise ValueError(spec["fail"])
         if spec.get("call"):
             return client.trigger(request(data))
+        if spec.get("request"):
+            client.trigger(spec["request"])
         return {"ok": spec["id"]}
 
     return sync_handler
