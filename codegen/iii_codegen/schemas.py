@@ -8,6 +8,8 @@ at other entries by a local key, ready to be named and handed to the generator.
 
 What it handles:
 
+* a schema that is clearly not JSON Schema (see :func:`schema_problem`) is typed ``Any`` with a
+  warning, before the generator is tried on it;
 * an absent, ``true``, ``false``, empty or annotation-only schema is *open*: typed ``Any``;
   ``{"type": "null"}`` is typed ``None``;
 * a root that is only a ``$ref`` to one of its definitions is that definition (no wrapper class),
@@ -27,15 +29,19 @@ What it handles:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
     "LOCAL_REF",
+    "MAX_SCHEMA_DEPTH",
     "NULL",
     "OPEN",
     "Entry",
@@ -43,6 +49,8 @@ __all__ = [
     "canonical_json",
     "legacy_format_to_schema",
     "prepare_side",
+    "schema_problem",
+    "unusable",
 ]
 
 #: Marker key of a rewritten local reference: ``{"$ref": "#/$defs/<placeholder>"}`` is built later.
@@ -50,6 +58,9 @@ LOCAL_REF = "x-iii-local-ref"
 
 OPEN = "open"
 NULL = "null"
+#: Sub-schemas nested deeper than this (``properties`` in ``items`` in …) are not generated: the
+#: generator's cost grows fast with depth and it fails with a ``RecursionError`` somewhere past 100.
+MAX_SCHEMA_DEPTH = 64
 
 _ANNOTATION_KEYS = frozenset(
     {
@@ -143,6 +154,8 @@ class PreparedSide:
         nullable: The side's type is ``<root> | None``.
         entries: Entries by key, in a stable order; empty unless ``kind == "schema"``.
         warnings: What was dropped or replaced, for the user.
+        unusable: ``kind`` is ``"open"`` because a schema was registered but cannot be used (see
+            :func:`unusable`), not because none was.
     """
 
     kind: str
@@ -150,6 +163,7 @@ class PreparedSide:
     nullable: bool = False
     entries: dict[str, Entry] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    unusable: bool = False
 
     def deep_hash(self, key: str, names: Mapping[str, str]) -> str:
         """Identity of entry ``key`` with everything it reaches, for sharing one class.
@@ -221,6 +235,189 @@ def legacy_format_to_schema(fmt: dict[str, Any]) -> dict[str, Any]:
     if kind == "array" and isinstance(fmt.get("items"), dict):
         out["items"] = legacy_format_to_schema(fmt["items"])
     return out
+
+
+# -- validation ----------------------------------------------------------------------------
+
+_TYPE_NAMES = frozenset({"string", "integer", "number", "boolean", "object", "array", "null"})
+#: Keywords whose value is a map from a name (or, for ``patternProperties``, a regex) to a schema.
+_NAMED_SCHEMAS = ("properties", "patternProperties", "dependentSchemas", "$defs", "definitions")
+_COUNTS = (
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "minContains",
+    "maxContains",
+)
+
+
+def _kind(value: Any) -> str:
+    """``value``'s JSON type with an article, for messages (``an integer``)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else f"a {type(value).__name__}"
+
+
+def _pointer(base: str, part: str | int) -> str:
+    text = str(part).replace("~", "~0").replace("/", "~1")
+    return f"{base}/{text}"
+
+
+def _short(value: Any) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)  # JSON, as the schema was written
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex_problem(pattern: str) -> str | None:
+    """Why neither of pydantic's regex engines (Python's ``re``, Rust's ``regex``) compiles
+    ``pattern``, or ``None`` when one does (the generated module picks the one that works)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # FutureWarning: "possible nested set", …
+            re.compile(pattern)
+        return None
+    except (re.error, ValueError, RecursionError, OverflowError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    from pydantic_core import SchemaError, SchemaValidator, core_schema
+
+    try:
+        SchemaValidator(core_schema.str_schema(pattern=pattern))
+    except SchemaError:
+        return reason
+    return None
+
+
+def _keyword_problem(node: dict[str, Any], at: str) -> str | None:
+    """A problem with the non-schema keywords of one schema object (``type``, ``required``, …)."""
+    kind = node.get("type")
+    if "type" in node:
+        names = kind if isinstance(kind, list) else [kind]
+        for name in names:
+            if not isinstance(name, str) or name not in _TYPE_NAMES:
+                return f"{at}/type: {_short(name)} is not a JSON Schema type"
+    required = node.get("required")
+    if "required" in node and not (isinstance(required, list) and all(isinstance(r, str) for r in required)):
+        return f"{at}/required is not an array of property names"
+    if "enum" in node and not isinstance(node["enum"], list):
+        return f"{at}/enum is {_kind(node['enum'])}, not an array"
+    if "$ref" in node and not isinstance(node["$ref"], str):
+        return f"{at}/$ref is {_kind(node['$ref'])}, not a string"
+    if "pattern" in node:
+        pattern = node["pattern"]
+        if not isinstance(pattern, str):
+            return f"{at}/pattern is {_kind(pattern)}, not a string"
+        reason = _regex_problem(pattern)
+        if reason is not None:
+            return f"{at}/pattern {_short(pattern)} is not a regular expression ({reason})"
+    for key in _COUNTS:
+        if key in node and not _is_count(node[key]):
+            return f"{at}/{key} is {_short(node[key])}, not a non-negative integer"
+    if "multipleOf" in node:
+        value = node["multipleOf"]
+        if not (_is_number(value) and math.isfinite(value) and value > 0):
+            return f"{at}/multipleOf is {_short(value)}, not a number greater than 0"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    """A JSON Schema non-negative integer (``2.0`` counts: JSON does not tell them apart)."""
+    if isinstance(value, float):
+        return value.is_integer() and value >= 0
+    return _is_number(value) and value >= 0
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why ``schema`` is clearly not a JSON Schema that can be generated, or ``None``.
+
+    Cheap structural checks, so the generator is never run on garbage: every sub-schema is an
+    object or a boolean; ``properties``, ``patternProperties``, ``dependentSchemas``, ``$defs`` and
+    ``definitions`` are objects of sub-schemas; ``items`` is a sub-schema or an array of them;
+    ``allOf``, ``anyOf``, ``oneOf`` and ``prefixItems`` are arrays of sub-schemas; ``type`` is a
+    JSON type name or an array of them; ``required`` is an array of strings; ``enum`` is an array;
+    ``$ref`` is a string; every ``pattern`` (and ``patternProperties`` key) compiles under Python's
+    ``re`` or pydantic's Rust engine; length and count bounds are non-negative integers;
+    ``multipleOf`` is positive; nesting stays within :data:`MAX_SCHEMA_DEPTH`; the reserved key
+    ``x-iii-local-ref`` is not used. Keywords that are only unusual (unknown keywords, formats,
+    empty ``enum``, contradictory bounds) are not problems.
+
+    Args:
+        schema: A registered schema (after legacy-format conversion), any JSON value.
+
+    Returns:
+        One line naming the first problem found by JSON pointer (``#/properties is an integer,
+        not an object``), in a stable order, or ``None``.
+    """
+    stack: list[tuple[Any, str, int]] = [(schema, "#", 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if isinstance(node, bool):
+            continue
+        if not isinstance(node, dict):
+            return f"{at} is {_kind(node)}, not a schema"
+        if depth > MAX_SCHEMA_DEPTH:
+            return f"sub-schemas are nested more than {MAX_SCHEMA_DEPTH} levels deep"
+        if LOCAL_REF in node:
+            return f"{at} uses the reserved key {LOCAL_REF!r}"
+        problem = _keyword_problem(node, at)
+        if problem is not None:
+            return problem
+        children: list[tuple[Any, str]] = []
+        for key in _NAMED_SCHEMAS:
+            if key not in node:
+                continue
+            value = node[key]
+            where = _pointer(at, key)
+            if not isinstance(value, dict):
+                return f"{where} is {_kind(value)}, not an object"
+            for name, sub in value.items():
+                if key == "patternProperties":
+                    reason = _regex_problem(name)
+                    if reason is not None:
+                        return f"{where}: key {_short(name)} is not a regular expression ({reason})"
+                children.append((sub, _pointer(where, name)))
+        for key in _SCHEMA_VALUED:
+            if key in node:
+                children.append((node[key], _pointer(at, key)))
+        for key in (*_SCHEMA_LISTS, "items"):
+            if key not in node:
+                continue
+            value = node[key]
+            where = _pointer(at, key)
+            if isinstance(value, list):
+                children.extend((sub, _pointer(where, i)) for i, sub in enumerate(value))
+            elif key == "items":
+                children.append((value, where))
+            else:
+                return f"{where} is {_kind(value)}, not an array of schemas"
+        stack.extend((sub, where, depth + 1) for sub, where in reversed(children))
+    return None
+
+
+def unusable(reason: str) -> PreparedSide:
+    """A side whose registered schema cannot be used: typed ``Any``, with ``reason`` as its only
+    warning (the caller prefixes the function or trigger type and the side)."""
+    return PreparedSide(kind=OPEN, warnings=[f"{reason}: typed Any"], unusable=True)
 
 
 def _is_legacy_format(schema: dict[str, Any]) -> bool:
@@ -394,12 +591,14 @@ def prepare_side(schema: Any) -> PreparedSide:
     """Prepare one side's schema (see the module docstring for every rule)."""
     if isinstance(schema, dict) and _is_legacy_format(schema):
         schema = legacy_format_to_schema(schema)
+    if schema is not None and not isinstance(schema, bool):
+        problem = schema_problem(schema)
+        if problem is not None:
+            return unusable(f"not a usable JSON Schema ({problem})")
     if _is_open(schema):
         side = PreparedSide(kind=OPEN)
         if schema is False:
             side.warnings.append("a `false` schema (nothing allowed) is typed Any")
-        elif schema is not None and not isinstance(schema, dict | bool):
-            side.warnings.append(f"a schema that is a {type(schema).__name__} is typed Any")
         return side
     assert isinstance(schema, dict)
     core = {k: v for k, v in schema.items() if k not in _ANNOTATION_KEYS}

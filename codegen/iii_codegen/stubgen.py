@@ -10,7 +10,9 @@ Pipeline: *select → prepare → name → generate → merge → emit* (docs/co
 4. **generate** pydantic models with datamodel-code-generator's Python API in-process, a few units
    (functions or trigger types) per call; a unit's classes depend only on its own schemas and the
    names, so the grouping does not show in the result (a unit whose field names shadow imports
-   gets a call of its own); large catalogs use worker processes;
+   gets a call of its own); large catalogs use worker processes. When a call fails, each side of
+   its units is tried alone; a side the generator cannot convert is typed ``Any`` with a warning
+   (as if it had no schema), and naming and generation start over without it;
 5. **merge** the calls' modules: imports are combined, shared classes kept once, a class name the
    generator derived (``CreateOrderInputAddress``) that another type already uses is renamed
    (``CreateOrderInputAddress2``), and the classes are ordered by name with definitions before
@@ -51,7 +53,7 @@ from .naming import (
     split_words,
     unique_attribute_names,
 )
-from .schemas import LOCAL_REF, NULL, OPEN, PreparedSide, canonical_json, prepare_side
+from .schemas import LOCAL_REF, NULL, OPEN, PreparedSide, canonical_json, prepare_side, unusable
 
 __all__ = [
     "CHUNK_UNITS",
@@ -180,6 +182,7 @@ def _leaf(entry_id: str) -> str:
 def _assign_names(units: list[_Unit]) -> None:
     candidates: list[_Candidate] = []
     for index, unit in enumerate(units):
+        unit.names.clear()
         for side in unit.sides:
             prep = side.prepared
             if prep.kind != "schema":
@@ -257,11 +260,12 @@ def _resolve_refs(node: Any, names: dict[str, str]) -> Any:
     return node
 
 
-def _unit_defs(unit: _Unit) -> dict[str, Any]:
+def _unit_defs(unit: _Unit, only: _Side | None = None) -> dict[str, Any]:
+    """The ``$defs`` of ``unit``'s schema sides (of side ``only`` when given), by class name."""
     defs: dict[str, Any] = {}
     for side in unit.sides:
         prep = side.prepared
-        if prep.kind != "schema":
+        if prep.kind != "schema" or (only is not None and side is not only):
             continue
         local = {key: unit.names[(side.label, key)] for key in prep.entries}
         for key, entry in prep.entries.items():
@@ -349,7 +353,7 @@ def _chunks(units: list[_Unit], size: int) -> list[_Chunk]:
 # -- generation ----------------------------------------------------------------------------
 
 
-def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[tuple[str, list[str]]]:
+def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[_dcg.Result]:
     if jobs is None:
         jobs = _default_jobs(units)
     workers = max(1, min(jobs, len(documents)))
@@ -360,7 +364,7 @@ def _run_generator(documents: list[str], jobs: int | None, units: int) -> list[t
     shares = [documents[i::workers] for i in range(workers)]
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(_run_worker, shares))
-    ordered: list[tuple[str, list[str]]] = [("", [])] * len(documents)
+    ordered: list[_dcg.Result] = [_dcg.Result("", [])] * len(documents)
     for offset, share in enumerate(results):
         for i, item in enumerate(share):
             ordered[offset + i * workers] = item
@@ -377,7 +381,7 @@ def _default_jobs(units: int) -> int:
     return max(1, min(4, cores, round(cores - load)))
 
 
-def _run_worker(documents: list[str]) -> list[tuple[str, list[str]]]:
+def _run_worker(documents: list[str]) -> list[_dcg.Result]:
     package_root = str(Path(__file__).resolve().parents[1])
     env = {
         **os.environ,
@@ -393,12 +397,55 @@ def _run_worker(documents: list[str]) -> list[tuple[str, list[str]]]:
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace")[-1000:]
         raise CodegenError(f"a generator worker process failed (exit {proc.returncode}): {tail}")
-    out: list[tuple[str, list[str]]] = []
+    out: list[_dcg.Result] = []
     for item in json.loads(proc.stdout):
         if "error" in item:
-            raise CodegenError(str(item["error"]))
-        out.append((str(item["source"]), [str(w) for w in item["warnings"]]))
+            out.append(_dcg.Result("", [], str(item["error"])))
+        else:
+            out.append(_dcg.Result(str(item["source"]), [str(w) for w in item["warnings"]]))
     return out
+
+
+def _generate(
+    units: list[_Unit], jobs: int | None, chunk_units: int
+) -> tuple[list[_Chunk], list[_dcg.Result]]:
+    """Name the units' types and generate their models, typing ``Any`` every side that the
+    generator cannot convert.
+
+    A failed call is retried one side at a time (the same way in-process and in worker
+    processes); each side that fails alone is replaced by an unusable (``Any``) side whose warning
+    carries the generator's reason, and everything is named and generated again, so the module is
+    the one that the catalog would give without those schemas. Which sides fail does not depend on
+    the grouping into calls or on ``jobs``.
+
+    Returns:
+        The chunks and one successful result per chunk.
+
+    Raises:
+        CodegenError: a call failed but none of its sides fails alone (the message names the units).
+    """
+    while True:
+        _assign_names(units)
+        chunks = _chunks([u for u in units if any(s.prepared.kind == "schema" for s in u.sides)], chunk_units)
+        results = _run_generator([c.document for c in chunks], jobs, sum(len(c.units) for c in chunks))
+        failed = [(chunk, result) for chunk, result in zip(chunks, results, strict=True) if result.error]
+        if not failed:
+            return chunks, results
+        probes = [
+            (unit, side)
+            for chunk, _ in failed
+            for unit in chunk.units
+            for side in unit.sides
+            if side.prepared.kind == "schema"
+        ]
+        documents = [canonical_json({"$defs": dict(sorted(_unit_defs(u, s).items()))}) for u, s in probes]
+        verdicts = _run_generator(documents, jobs, len(probes))
+        culprits = [(side, v.error) for (_, side), v in zip(probes, verdicts, strict=True) if v.error]
+        if not culprits:
+            chunk, result = failed[0]
+            raise CodegenError(f"{chunk.label}: datamodel-code-generator failed: {result.error}")
+        for side, error in culprits:
+            side.prepared = unusable(f"datamodel-code-generator cannot generate it ({error})")
 
 
 # -- merging -------------------------------------------------------------------------------
@@ -481,11 +528,11 @@ class _Merged:
     warnings: list[str] = field(default_factory=list)
 
 
-def _merge(chunks: list[_Chunk], outputs: list[tuple[str, list[str]]]) -> _Merged:
+def _merge(chunks: list[_Chunk], outputs: list[_dcg.Result]) -> _Merged:
     merged = _Merged()
     canonical: dict[str, str] = {}  # block text with import aliases undone, for comparisons
     all_assigned = {name for chunk in chunks for name in chunk.defs}
-    for chunk, (source, messages) in zip(chunks, outputs, strict=True):
+    for chunk, (source, messages, _) in zip(chunks, outputs, strict=True):
         merged.warnings.extend(f"{chunk.label}: {message}" for message in messages)
         parsed = _parse_module(source, chunk.label)
         names = {b.name for b in parsed.blocks}
@@ -890,6 +937,10 @@ def render(
 ) -> Rendered:
     """Generate the module for one output.
 
+    A schema that is not usable JSON Schema, or that datamodel-code-generator cannot convert, does
+    not fail the module: that side is typed ``Any`` (as if it had no schema) and one warning names
+    the function or trigger type, the side and the reason.
+
     Args:
         catalog: The catalog (live or from a snapshot; both give the same result).
         spec: What to include.
@@ -905,8 +956,9 @@ def render(
         The module text with warnings and per-entry digests.
 
     Raises:
-        CodegenError: datamodel-code-generator failed on a schema, or produced something the merge
-            cannot place (the message names the function or trigger type).
+        CodegenError: datamodel-code-generator failed on a group of schemas none of which fails
+            alone, or produced something the merge cannot place (the message names the function or
+            trigger type); a generator worker process crashed.
     """
     selection = select(catalog, spec)
     warnings = list(selection.warnings)
@@ -914,26 +966,12 @@ def render(
     triggers = [_trigger_unit(tt) for tt in selection.trigger_types]
     if not spec.trigger_helpers:
         triggers = []
-    triggers = [t for t in triggers if any(s.prepared.kind != OPEN for s in t.sides)]
+    triggers = [t for t in triggers if any(s.prepared.kind != OPEN or s.prepared.unusable for s in t.sides)]
     units = functions + triggers
+    chunks, outputs = _generate(units, jobs, chunk_units)
     for unit in units:
         for side in unit.sides:
             warnings.extend(f"{unit.label} ({side.label}): {w}" for w in side.prepared.warnings)
-    _assign_names(units)
-    chunks = _chunks([u for u in units if any(s.prepared.kind == "schema" for s in u.sides)], chunk_units)
-    documents = [chunk.document for chunk in chunks]
-    try:
-        outputs = _run_generator(documents, jobs, sum(len(c.units) for c in chunks))
-    except Exception as exc:  # name the unit that failed: retry one by one
-        for chunk in chunks:
-            for unit in chunk.units:
-                try:
-                    _dcg.generate_one(canonical_json({"$defs": dict(sorted(_unit_defs(unit).items()))}))
-                except Exception as unit_exc:
-                    raise CodegenError(
-                        f"{unit.label}: datamodel-code-generator failed: {unit_exc}"
-                    ) from unit_exc
-        raise CodegenError(f"datamodel-code-generator failed: {exc}") from exc
     merged = _merge(chunks, outputs)
     warnings.extend(merged.warnings)
     order, rebuild, read = _order(merged.blocks)
