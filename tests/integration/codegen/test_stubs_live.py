@@ -398,6 +398,45 @@ def test_check_output_names_the_change(
         worker.shutdown()
 
 
+def test_a_function_with_an_unusable_schema_does_not_break_generation(
+    fresh_engine: EngineProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another worker's garbage schemas make only that function's sides ``Any`` (with warnings)."""
+    worker = register_worker(fresh_engine.url, _options("garbage-worker"))
+    try:
+        worker.register_function(
+            "garbage::broken",
+            lambda d: d,
+            request_format={"type": "object", "properties": 5},
+            response_format={"type": "object", "title": 5, "properties": {"total": {"type": "integer"}}},
+        )
+        worker.register_function(
+            "garbage::fine", lambda d: d, request_format=TOTAL_SCHEMA, response_format=TOTAL_SCHEMA
+        )
+        _wait_registered(fresh_engine.url, {"garbage::broken", "garbage::fine"})
+        out = tmp_path / "garbage_client.py"
+        argv = ["generate", "--url", fresh_engine.url, "--functions", "garbage::*", "-o", str(out)]
+        capsys.readouterr()
+        assert main(argv) == 0
+        assert capsys.readouterr().err.splitlines() == [
+            f"warning: {out}: function garbage::broken (request): not a usable JSON Schema"
+            " (#/properties is an integer, not an object): typed Any",
+            f"warning: {out}: function garbage::broken (response): datamodel-code-generator cannot generate"
+            " it (title: Input should be a valid string (got 5)): typed Any",
+        ]
+        source = out.read_text()
+        assert "    broken: _stubs.Function[Any, Any] = _stubs.Function(" in source
+        assert "    fine: _stubs.Function[FineInput, FineResult] = _stubs.Function(" in source
+        module = import_path(out, "garbage_client_live")
+        client = module.Client(worker)
+        result = client.garbage.fine(module.FineInput(total=3))
+        assert isinstance(result, module.FineResult) and result.total == 3
+        assert client.garbage.broken({"free": "form"})["free"] == "form"  # Any passes through
+        assert main([*argv, "--check"]) == 0
+    finally:
+        worker.shutdown()
+
+
 def test_unreachable_engine_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with EngineProcess() as engine:
         url = engine.url
