@@ -5,6 +5,9 @@
 default_timeout = 30000            # ms for the whole request (middleware included) → 504
 concurrency_request_limit = 1024   # requests served at once; more wait for a slot
 max_body_bytes = 33554432          # request bodies over this → 413 (extension; 32 MiB)
+header_read_timeout_ms = 10000     # a request head must be complete this long after its first
+                                   # byte (or after the connection opens) → closed (extension)
+keepalive_timeout_ms = 75000       # an idle keep-alive connection is closed after this (extension)
 cors = { allowed_origins = ["http://localhost:5173"], allowed_methods = ["GET", "POST"] }
 
 [[http.middleware]]                # global middleware, lower priority first
@@ -28,6 +31,8 @@ from ..config import ConfigError
 from ._http_routes import HTTP_METHODS
 
 __all__ = [
+    "DEFAULT_HEADER_READ_TIMEOUT_MS",
+    "DEFAULT_KEEPALIVE_TIMEOUT_MS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_TIMEOUT_MS",
     "CorsSettings",
@@ -43,9 +48,23 @@ DEFAULT_CONCURRENCY: Final = 1024
 #: Largest request body accepted by default (bytes): JSON bodies also travel inside the handler's
 #: ``invokefunction`` frame, which the protocol caps at 64 MiB.
 DEFAULT_MAX_BODY_BYTES: Final = 32 * 1024 * 1024
+#: Time a client has to send a complete request head (request line and headers), ms: counted from
+#: the connection's opening for its first request, from the first byte for the next ones.
+DEFAULT_HEADER_READ_TIMEOUT_MS: Final = 10_000
+#: Time an idle keep-alive connection stays open after a response, ms (nginx's default).
+DEFAULT_KEEPALIVE_TIMEOUT_MS: Final = 75_000
 
 _KEYS: Final = frozenset(
-    {"enabled", "default_timeout", "concurrency_request_limit", "max_body_bytes", "cors", "middleware"}
+    {
+        "enabled",
+        "default_timeout",
+        "concurrency_request_limit",
+        "max_body_bytes",
+        "header_read_timeout_ms",
+        "keepalive_timeout_ms",
+        "cors",
+        "middleware",
+    }
 )
 
 
@@ -89,6 +108,8 @@ class HttpSettings:
         timeout: Whole-request timeout in seconds.
         concurrency: Requests served at once.
         max_body_bytes: Largest accepted request body.
+        header_read_timeout: Seconds a client has to send a complete request head.
+        keepalive_timeout: Seconds an idle keep-alive connection stays open.
         cors: CORS policy, or ``None`` for no CORS headers at all.
         middleware: Global middleware, in the order they run.
     """
@@ -96,6 +117,8 @@ class HttpSettings:
     timeout: float = DEFAULT_TIMEOUT_MS / 1000
     concurrency: int = DEFAULT_CONCURRENCY
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    header_read_timeout: float = DEFAULT_HEADER_READ_TIMEOUT_MS / 1000
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_MS / 1000
     cors: CorsSettings | None = None
     middleware: tuple[MiddlewareEntry, ...] = field(default_factory=tuple)
 
@@ -175,6 +198,8 @@ def parse_settings(table: Mapping[str, Any]) -> HttpSettings:
         timeout=timeout_ms / 1000,
         concurrency=_int(table, "concurrency_request_limit", DEFAULT_CONCURRENCY, 1),
         max_body_bytes=_int(table, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, 0),
+        header_read_timeout=_int(table, "header_read_timeout_ms", DEFAULT_HEADER_READ_TIMEOUT_MS, 1) / 1000,
+        keepalive_timeout=_int(table, "keepalive_timeout_ms", DEFAULT_KEEPALIVE_TIMEOUT_MS, 1) / 1000,
         cors=_cors(table["cors"]) if "cors" in table else None,
         middleware=_middleware(table.get("middleware", [])),
     )

@@ -9,6 +9,11 @@ free) serves the routes that ``http`` bindings declare. Trigger config::
 Routing rules are in :mod:`._http_routes` (``:param`` segments, literal-over-parameter priority,
 conflicts refused with ``trigger_registration_failed``, the same method and path replaces).
 
+Malformed requests (``400``, one INFO line), the header read timeout (``header_read_timeout_ms``,
+``408``) and the keep-alive timeout (``keepalive_timeout_ms``) are handled per connection by
+:mod:`._http_server`; a request body that breaks or is cut mid-way is answered ``400`` (the client
+gets it if it is still there) and logged as one INFO line.
+
 Request flow, under one deadline (``default_timeout``, 30 s):
 
 1. CORS preflight (when ``[http.cors]`` is set), then the route; none → ``404`` (H02).
@@ -65,6 +70,7 @@ from ._http_response import (
     parse_status,
 )
 from ._http_routes import HTTP_METHODS, Route, RouteConflictError, RouteTable, parse_method
+from ._http_server import CLIENT_ERRORS, HttpServer, describe_client_error
 from .base import (
     BuiltinTriggerType,
     BuiltinWorker,
@@ -215,6 +221,21 @@ def _query_params(request: web.BaseRequest) -> dict[str, str]:
     return params
 
 
+class _BodyFailure:
+    """Set by the task streaming a request body when the body cannot be delivered whole."""
+
+    __slots__ = ("event", "response")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.response: web.Response | None = None
+
+    def fail(self, response: web.Response) -> None:
+        if self.response is None:
+            self.response = response
+            self.event.set()
+
+
 class _Head:
     """Status, headers and first chunk of a streamed response (option B)."""
 
@@ -315,7 +336,13 @@ class HttpWorker(BuiltinWorker):
         self._channels = locate(self.services)
         if self._channels is None:
             log.warning("no channels built-in: http handlers get no request_body/response channels")
-        server = web.Server(self._handle, access_log=None, handler_cancellation=False)
+        server = HttpServer(
+            self._handle,
+            header_read_timeout=self.settings.header_read_timeout,
+            keepalive_timeout=self.settings.keepalive_timeout,
+            access_log=None,
+            handler_cancellation=False,
+        )
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         try:
@@ -366,12 +393,30 @@ class HttpWorker(BuiltinWorker):
                     response = await self._route(request, deadline, origin)
         except _Respond as answer:
             response = answer.response
+        except CLIENT_ERRORS as exc:
+            # The request body could not be read to its end: bad framing, or the client left.
+            response = self._client_error(request, exc)
         except Exception:
             error_id = uuid.uuid4().hex[:16]
             log.exception("http request %s %s failed (error_id %s)", request.method, request.path, error_id)
             response = _error(500, "INTERNAL_ERROR", "Internal Server Error", error_id)
         if origin is not None and not response.prepared:
             self._cors_headers(response, origin)
+        return response
+
+    @staticmethod
+    def _client_error(request: web.BaseRequest, exc: BaseException) -> web.Response:
+        """The answer to a request whose body failed (``400``, the connection is closed).
+
+        A client that went away gets nothing (the response cannot be sent) and one INFO line.
+        """
+        reason = describe_client_error(exc)
+        if isinstance(exc, ConnectionError):
+            log.info("http %s %s: the client went away: %s", request.method, request.path, reason)
+        else:
+            log.info("http %s %s: bad request body: %s", request.method, request.path, reason)
+        response = web.Response(status=400, text=f"{reason}\n", content_type="text/plain")
+        response.force_close()
         return response
 
     async def _route(
@@ -457,7 +502,7 @@ class HttpWorker(BuiltinWorker):
         }
         channels: list[EngineChannel] = []
         feeder: asyncio.Task[None] | None = None
-        too_large = asyncio.Event()
+        body_failure = _BodyFailure()
         try:
             if factory is not None:
                 request_channel = factory.create_channel(owner=self.name)
@@ -466,10 +511,10 @@ class HttpWorker(BuiltinWorker):
                 channels.append(response_channel)
                 if raw is not None and len(raw) <= _INLINE_FEED_BYTES:
                     # One item always fits an empty channel: written at once, no task needed.
-                    await self._feed(request_channel, request, raw, limit, too_large)
+                    await self._feed(request_channel, request, raw, limit, body_failure)
                 else:
                     feeder = asyncio.get_running_loop().create_task(
-                        self._feed(request_channel, request, raw, limit, too_large),
+                        self._feed(request_channel, request, raw, limit, body_failure),
                         name="http-request-body",
                     )
             if config.condition_function_id is not None:
@@ -480,7 +525,7 @@ class HttpWorker(BuiltinWorker):
                 payload["request_body"] = channels[0].reader_ref
                 payload["response"] = channels[1].writer_ref
                 payload["trigger"] = payload.pop("trigger")  # keys in sorted order, like E07
-                watch = too_large if feeder is not None and raw is None else None
+                watch = body_failure if feeder is not None and raw is None else None
                 return await self._exchange(request, binding, payload, channels[1], deadline, watch, origin)
             return await self._buffered_only(binding, payload, deadline)
         finally:
@@ -495,7 +540,11 @@ class HttpWorker(BuiltinWorker):
     # -- request body ------------------------------------------------------------------------
     def _too_large(self) -> web.Response:
         limit = self.settings.max_body_bytes
-        return _error(413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes (max_body_bytes)")
+        response = _error(
+            413, "PAYLOAD_TOO_LARGE", f"Request body is larger than {limit} bytes (max_body_bytes)"
+        )
+        response.force_close()  # the rest of the body is not read: the connection cannot be reused
+        return response
 
     async def _read_body(self, request: web.BaseRequest, limit: int) -> bytes:
         if not request.body_exists:
@@ -515,12 +564,13 @@ class HttpWorker(BuiltinWorker):
         request: web.BaseRequest,
         raw: bytes | None,
         limit: int,
-        too_large: asyncio.Event,
+        failure: _BodyFailure,
     ) -> None:
         """Write the raw request body into the ``request_body`` channel, then end it (B10).
 
-        Stops quietly when the channel cannot take more (its reader went away, or the request
-        is over and the channel was discarded).
+        A streamed body over ``limit``, with broken framing or cut by the client ends in
+        ``failure`` (the request is answered 413 / 400). Stops quietly when the channel cannot
+        take more (its reader went away, or the request is over and the channel was discarded).
         """
         try:
             if raw is not None:
@@ -529,10 +579,18 @@ class HttpWorker(BuiltinWorker):
                     await channel.send(bytes(view[start : start + CHUNK_BYTES]))
             else:
                 total = 0
-                async for chunk in request.content.iter_chunked(CHUNK_BYTES):
+                chunks = request.content.iter_chunked(CHUNK_BYTES)
+                while True:
+                    try:
+                        chunk = await anext(chunks)
+                    except StopAsyncIteration:
+                        break
+                    except CLIENT_ERRORS as exc:
+                        failure.fail(self._client_error(request, exc))
+                        return
                     total += len(chunk)
                     if total > limit:
-                        too_large.set()
+                        failure.fail(self._too_large())
                         return
                     await channel.send(chunk)
             await channel.end()
@@ -626,7 +684,7 @@ class HttpWorker(BuiltinWorker):
         payload: dict[str, Any],
         channel: EngineChannel,
         deadline: float,
-        too_large: asyncio.Event | None,
+        body_failure: _BodyFailure | None,
         origin: str | None,
     ) -> web.StreamResponse:
         """Invoke the handler and answer with its result (A) or its response channel (B)."""
@@ -637,8 +695,8 @@ class HttpWorker(BuiltinWorker):
         head_task = loop.create_task(_read_head(items, head), name="http-response-head")
         waiting: set[asyncio.Future[Any]] = {invoke, head_task}
         oversize: asyncio.Task[Any] | None = None
-        if too_large is not None:  # a streamed request body may still prove too large
-            oversize = loop.create_task(too_large.wait(), name="http-body-limit")
+        if body_failure is not None:  # a streamed request body may still prove too large or broken
+            oversize = loop.create_task(body_failure.event.wait(), name="http-body-failure")
             waiting.add(oversize)
         streamed = False
         try:
@@ -646,8 +704,8 @@ class HttpWorker(BuiltinWorker):
                 async with asyncio.timeout_at(deadline):
                     while True:
                         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                        if oversize is not None and oversize in done:
-                            return self._too_large()
+                        if oversize is not None and oversize in done and body_failure is not None:
+                            return body_failure.response or self._too_large()
                         if head_task in done and (head.chunk is not None or invoke not in done):
                             break  # option B: the body started (or the channel closed) first
                         if invoke in done:
