@@ -98,7 +98,8 @@ def orders_worker(engine: EngineProcess) -> Iterator[OrdersWorker]:
 
 
 def make_app(url: str, **kwargs: Any) -> IIIApp:
-    """A dashboard on a live engine with short poll intervals (``intervals`` overrides some)."""
+    """A dashboard on a live engine with short poll intervals (``intervals`` overrides some;
+    ``source_options`` are more :class:`EngineSource` arguments)."""
     readonly = kwargs.pop("readonly", False)
     retry = kwargs.pop("missing_retry_s", 10.0)
     intervals = {**FAST, **kwargs.pop("intervals", {})}
@@ -109,6 +110,7 @@ def make_app(url: str, **kwargs: Any) -> IIIApp:
         reconnect_initial_ms=100,
         reconnect_max_ms=500,
         missing_retry_s=retry,
+        **kwargs.pop("source_options", {}),
     )
     app = IIIApp(source, readonly=readonly, flush_interval=0.05, **kwargs)
     app.animation_level = "none"

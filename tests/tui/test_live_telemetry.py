@@ -107,7 +107,8 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         await wait_until(lambda: isinstance(app.screen, TraceScreen), what="back to the trace")
         assert app.current_trace == last.trace_id
 
-        # trace span B -> function B: the nested calls count in B's statistics
+        # trace span B -> function B: the nested calls count in B's statistics (CALLS is the
+        # engine's count, read every 0.5 s; the error count comes from the spans)
         trace = app.screen
         assert isinstance(trace, TraceScreen)
         await wait_until(lambda: len(trace.ring.items) == 2, what="waterfall rows")
@@ -115,8 +116,12 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         await wait_until(lambda: isinstance(app.screen, FunctionsScreen), what="functions screen")
         assert app.screen.flt.text == f"id={fn_b}"
         await wait_until(lambda: app.screen.query_one("#main-table", KeyedTable).keys == [fn_b], what="B")
+        await wait_until(
+            lambda: [r.fields["calls"] for r in function_rows(app.store, app.screen.flt)] == [4],
+            what="B's 4 calls counted by the engine",
+        )
         (row_b,) = function_rows(app.store, app.screen.flt)
-        assert row_b.fields["calls"] == 4 and row_b.fields["errors"] == 0
+        assert row_b.fields["errors"] == 0 and app.store.fn_stats[fn_b].calls == 4
 
         # function -> worker: resource sparklines from real latest_metrics
         await pilot.press("w")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from iii_tui.filtering import Filter
+from iii_tui.messages import StoreChanged
 from iii_tui.schema_form import MISSING, build_value, fields_from_schema, initial_raw, raw_from_value
 from iii_tui.session import ReplaySource, SessionError, read_session, write_session
 from iii_tui.store import (
@@ -19,7 +20,7 @@ from iii_tui.store import (
     percentile,
     span_function,
 )
-from iii_tui.views import channel_rows, function_rows, overview_lines, plural, screen_text
+from iii_tui.views import channel_rows, function_rows, overview_lines, plural, sampling_note, screen_text
 from iii_tui.waterfall import bar, waterfall_rows
 
 from .sessions import T0, span
@@ -340,3 +341,79 @@ def test_overview_counts_are_pluralised() -> None:
     store.apply(Event(T0, "dlq", []))
     assert dict(overview_lines(store))["queues"] == "2 topics, 0 dead-letter topics"
     assert [plural(n, "type") for n in (0, 1, 12)] == ["0 types", "1 type", "12 types"]
+
+
+def _metrics(t: float, by_function: dict[str, int], own: dict[str, int] | None = None) -> Event:
+    """An ``engine::metrics::list`` answer as the source emits it (``timestamp`` in ms)."""
+    total = sum(by_function.values())
+    data: dict[str, Any] = {
+        "engine_metrics": {"invocations": {"by_function": by_function, "total": total, "error": 0}},
+        "timestamp": int(t * 1000),
+    }
+    if own is not None:
+        data["own_calls"] = own
+    return Event(t, "metrics", data)
+
+
+def test_rates_and_counts_come_from_the_engine_metrics() -> None:
+    """invocations/s and CALLS are the engine's counts (whatever the spans seen): engine::* and
+    internal functions and the dashboard's own reads are left out; a restart starts again."""
+    store = Store()
+    internal = {"function_id": "iii-tui::ab::trace", "metadata": {"internal": True}}
+    store.apply(Event(T0, "functions", {"functions": [{"function_id": "shop::a"}, internal]}))
+    # one span seen, before any metrics: the count and rate come from the spans
+    store.apply(Event(T0, "spans", [span("t" * 32, "a" * 16, "shop::a", 0, 5.0)]))
+    assert store.calls_of("shop::a") == 1 and store.metrics_rate() is None
+    store.apply(_metrics(T0, {"shop::a": 100, "engine::workers::list": 7, "state::list_groups": 3}, {}))
+    assert store.calls_of("shop::a") == 100 and store.calls_of("shop::b") == 0
+    assert store.metrics_rate() is None  # one read: no rate yet
+    later = {
+        "shop::a": 300,
+        "shop::b": 50,
+        "engine::workers::list": 900,  # the dashboard's own polls (engine::*)
+        "iii-tui::ab::trace": 400,  # a push handler (metadata.internal)
+        "state::list_groups": 23,  # 20 of them the dashboard's own reads
+    }
+    store.apply(_metrics(T0 + 2, later, {"state::list_groups": 20}))
+    assert store.calls_of("state::list_groups") == 3
+    assert store.metrics_rate() == pytest.approx((200 + 50) / 2)
+    assert store.rate() == store.metrics_rate()  # the metrics win over the one span seen
+    assert store.stream_rate() == pytest.approx(0.1)
+    (row,) = [r for r in function_rows(store) if r.key == "shop::a"]
+    assert row.cells[3] == "300" and row.fields["calls"] == 300
+    assert dict(overview_lines(store))["invocations/s"] == "125.0"
+    # a window of reads: the oldest read within 10 s of the newest
+    store.apply(_metrics(T0 + 12, {**later, "shop::a": 1300}, {"state::list_groups": 20}))
+    assert store.metrics_rate() == pytest.approx(1000 / 10)
+    # an engine restart (its counters start again): no negative rate, a rate again after 2 reads
+    store.apply(_metrics(T0 + 14, {"shop::a": 10}))
+    assert store.metrics_rate() is None
+    store.apply(_metrics(T0 + 16, {"shop::a": 30}))
+    assert store.metrics_rate() == pytest.approx(10.0)
+
+
+def test_sampling_is_reported_over_a_window() -> None:
+    store = Store()
+    assert sampling_note(store) is None and not store.sampling_in().active
+    store.apply(Event(T0, "sampling", {"notified": 1200, "fetched": 200, "skipped": 1000}))
+    store.apply(Event(T0 + 0.25, "sampling", {"notified": 800, "fetched": 200, "skipped": 600}))
+    store.apply(Event(T0 + 0.5, "sampling", {"notified": 50, "fetched": 50, "skipped": 0}))
+    sampled = store.sampling_in()
+    assert (sampled.notified, sampled.fetched, sampled.skipped, sampled.active) == (2050, 450, 1600, True)
+    assert sampling_note(store) == "sampling: showing newest 450 of 2,050 new traces in the last 5 s"
+    store.apply(Event(T0 + 0.5, "spans", [span("t" * 32, "a" * 16, "shop::a", 0, 5.0)]))
+    lines = dict(overview_lines(store))
+    assert lines["traces"] == sampling_note(store)
+    assert lines["error %"] == "0.0% (of sampled traces)" and lines["p95"].endswith("(of sampled traces)")
+    # every trace fetched: no note; old sampling falls out of the window
+    store.tick(T0 + 5.3)
+    assert store.sampling_in().notified == 50 and sampling_note(store) is None
+    assert "traces" not in dict(overview_lines(store))
+    store.apply(Event(T0 + 5.4, "sampling", {"notified": "x", "fetched": None, "skipped": -3}))  # malformed
+    assert store.sampling_in().notified == 50 and store.traces_skipped == 1600
+
+
+def test_store_changed_messages_coalesce_with_their_sections() -> None:
+    older, newer = StoreChanged(frozenset({"logs", "clock"})), StoreChanged(frozenset({"invocations"}))
+    assert older.can_replace(newer)
+    assert newer.sections == {"logs", "clock", "invocations"}

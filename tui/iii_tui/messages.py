@@ -13,3 +13,11 @@ class StoreChanged(Message):
     def __init__(self, sections: frozenset[str]) -> None:
         super().__init__()
         self.sections = sections
+
+    def can_replace(self, message: Message) -> bool:
+        """A screen that fell behind handles one message for several flushes: a newer
+        ``StoreChanged`` replaces this one and carries this one's sections too."""
+        if isinstance(message, StoreChanged):
+            message.sections = message.sections | self.sections
+            return True
+        return False

@@ -32,6 +32,7 @@ from .views import (
     overview_lines,
     plural,
     queue_rows,
+    sampling_note,
     sparkline,
     state_rows,
     stream_rows,
@@ -85,6 +86,19 @@ class DashScreen(Screen[None]):
         super().__init__(name=self.NAME)
         self.flt = Filter()
         self._seen: dict[str, int] = {}
+        self._lines: dict[str, str] = {}
+
+    def set_line(self, widget_id: str, text: str, *, layout: bool = False) -> None:
+        """Show ``text`` in the ``Static`` ``#widget_id`` (banner, title, status line…).
+
+        Nothing happens when the text is unchanged. ``layout=False`` (one-row widgets, whose size
+        does not depend on their text) skips the layout pass, so a flush that changes a count
+        repaints one row instead of laying the whole screen out again.
+        """
+        if self._lines.get(widget_id) == text:
+            return
+        self._lines[widget_id] = text
+        self.query_one(f"#{widget_id}", Static).update(text, layout=layout)
 
     @property
     def dash(self) -> IIIApp:
@@ -149,7 +163,7 @@ class DashScreen(Screen[None]):
                 text += f" ({escape(store.last_error)})"
         if flags:
             text += "  [b]" + " ".join(flags) + "[/b]"
-        banner.update(text)
+        self.set_line("banner", text)
         banner.set_class(store.stale_since is not None, "stale")
 
     def set_title(self, text: str) -> None:
@@ -164,7 +178,7 @@ class DashScreen(Screen[None]):
             parts.append(f"[yellow]unknown field(s): {', '.join(unknown)}[/yellow]")
         if note:
             parts.append(f"[yellow]{escape(note)}[/yellow]")
-        self.query_one("#title", Static).update("  ·  ".join(parts))
+        self.set_line("title", "  ·  ".join(parts))
 
     def update_view(self) -> None:
         """Redraw the body from the store."""
@@ -239,12 +253,12 @@ class OverviewScreen(DashScreen):
         store = self.dash.store
         self.set_title(f"as of {format_clock(store.now)}")
         lines = [f"[b]{label:<15}[/b] {escape(value)}" for label, value in overview_lines(store)]
-        self.query_one("#overview-stats", Static).update("\n".join(lines))
+        self.set_line("overview-stats", "\n".join(lines), layout=True)
         feed = list(store.feed)[-8:]
         text = "[b]Recent changes[/b]\n" + (
             "\n".join(f"  {format_clock(t)} {escape(line)}" for t, line in feed) if feed else "  (none yet)"
         )
-        self.query_one("#overview-feed", Static).update(text)
+        self.set_line("overview-feed", text, layout=True)
 
 
 class _TableScreen(DashScreen):
@@ -364,7 +378,7 @@ class FunctionsScreen(_TableScreen):
     """Functions grouped by namespace with calls, error %, p50/p95, latency sparkline and schemas."""
 
     NAME = "functions"
-    SECTIONS = ("functions", "stats", "function_info", "clock")
+    SECTIONS = ("functions", "stats", "metrics", "sampling", "function_info", "clock")
     TABLE_COLUMNS = COLUMNS["functions"]
     FILTER_FIELDS: ClassVar[set[str]] = {
         "function",
@@ -393,7 +407,10 @@ class FunctionsScreen(_TableScreen):
         rows = function_rows(store, self.flt, self.show_internal)
         self.table.sync(rows)
         internal = " (internal shown)" if self.show_internal else ""
-        self.set_title(f"{len(rows)} shown of {len(store.functions)}{internal}")
+        sampled = (
+            " · [yellow]ERR%, P50/P95, LATENCY of sampled traces[/yellow]" if sampling_note(store) else ""
+        )
+        self.set_title(f"{len(rows)} shown of {len(store.functions)}{internal}{sampled}")
         self.update_detail()
 
     def update_detail(self) -> None:
@@ -524,7 +541,7 @@ class InvocationsScreen(DashScreen):
     """The live invocation stream (root spans), follow/pause with an "N new" badge."""
 
     NAME = "invocations"
-    SECTIONS = ("invocations",)
+    SECTIONS = ("invocations", "sampling")
     FILTER_FIELDS: ClassVar[set[str]] = {
         "function",
         "worker",
@@ -558,30 +575,40 @@ class InvocationsScreen(DashScreen):
 
     def update_view(self) -> None:
         store = self.dash.store
-        items = store.invocations
-        shown: list[Invocation] = (
-            list(items) if not self.flt else [i for i in items if self.flt.matches(i.row())]
-        )
-        previous_total = getattr(self, "_last_total", store.invocations_total)
-        self._last_total = store.invocations_total
-        self.ring.set_items(shown, appended=max(0, store.invocations_total - previous_total))
-        self.set_title(f"{len(shown)} shown · {store.invocations_total} seen · {store.rate():.1f}/s")
+        # the list is redrawn only when it changed (not on every clock tick): a redraw of a
+        # following list repaints every row
+        key = (store.versions["invocations"], self.flt)
+        if key != getattr(self, "_ring_key", None):
+            self._ring_key = key
+            items = store.invocations
+            shown: list[Invocation] = (
+                list(items) if not self.flt else [i for i in items if self.flt.matches(i.row())]
+            )
+            previous_total = getattr(self, "_last_total", store.invocations_total)
+            self._last_total = store.invocations_total
+            self.ring.set_items(shown, appended=max(0, store.invocations_total - previous_total))
+        badge = "  [reverse] SAMPLED [/reverse]" if sampling_note(store) else ""
+        count = len(self.ring.items)
+        self.set_title(f"{count} shown · {store.invocations_total} seen · {store.rate():.1f}/s{badge}")
         self._update_status()
 
     def _update_status(self) -> None:
         ring = self.ring
-        status = self.query_one("#ring-status", Static)
+        note = sampling_note(self.dash.store)
         if not ring.items:
             if self.flt:
-                status.update("No matching invocations")
+                text = "No matching invocations"
             elif self.dash.store.is_missing("engine::traces::list"):
-                status.update("No invocations: the engine has no engine::traces::list")
+                text = "No invocations: the engine has no engine::traces::list"
             else:
-                status.update("No invocations yet")
+                text = "No invocations yet"
         elif ring.follow:
-            status.update("following · space pause · Enter/t trace · l logs · f function · w worker")
+            text = "following · space pause · Enter/t trace · l logs · f function · w worker"
         else:
-            status.update(f"paused · ▼ {ring.new_count} new (End or space to follow)")
+            text = f"paused · ▼ {ring.new_count} new (End or space to follow)"
+        if note and ring.items:
+            text = f"{note} · {text}"
+        self.set_line("ring-status", escape(text))
 
     def on_ring_view_follow_changed(self, event: RingView.FollowChanged) -> None:
         self._update_status()
@@ -779,28 +806,31 @@ class LogsScreen(DashScreen):
 
     def update_view(self) -> None:
         store = self.dash.store
-        shown = list(store.logs) if not self.flt else [x for x in store.logs if self.flt.matches(x.row())]
-        previous = getattr(self, "_last_total", store.logs_total)
-        self._last_total = store.logs_total
-        self.ring.set_items(shown, appended=max(0, store.logs_total - previous))
-        self.set_title(f"{len(shown)} shown · {store.logs_total} seen")
+        key = (store.versions["logs"], self.flt)
+        if key != getattr(self, "_ring_key", None):  # redrawn only when the tail changed
+            self._ring_key = key
+            shown = list(store.logs) if not self.flt else [x for x in store.logs if self.flt.matches(x.row())]
+            previous = getattr(self, "_last_total", store.logs_total)
+            self._last_total = store.logs_total
+            self.ring.set_items(shown, appended=max(0, store.logs_total - previous))
+        self.set_title(f"{len(self.ring.items)} shown · {store.logs_total} seen")
         self._update_status()
 
     def _update_status(self) -> None:
         ring = self.ring
-        status = self.query_one("#ring-status", Static)
         wrap = "wrap on" if ring.wrap else "wrap off"
         if not ring.items:
             if self.flt:
-                status.update("No matching log lines")
+                text = "No matching log lines"
             elif self.dash.store.is_missing("engine::logs::list"):
-                status.update("No logs: the engine has no engine::logs::list")
+                text = "No logs: the engine has no engine::logs::list"
             else:
-                status.update("No logs yet")
+                text = "No logs yet"
         elif ring.follow:
-            status.update(f"following · {wrap} · space pause · w wrap · t trace")
+            text = f"following · {wrap} · space pause · w wrap · t trace"
         else:
-            status.update(f"paused · ▼ {ring.new_count} new (End or space to follow) · {wrap}")
+            text = f"paused · ▼ {ring.new_count} new (End or space to follow) · {wrap}"
+        self.set_line("ring-status", escape(text))
 
     def on_ring_view_follow_changed(self, event: RingView.FollowChanged) -> None:
         self._update_status()

@@ -9,6 +9,13 @@ becomes a ``missing`` event and is asked again slowly, so a view starts working 
 built-in lands. Reconnection is the SDK's (backoff with jitter); after every reconnect every
 view is re-read at once.
 
+The ``trace`` trigger names every trace that received spans; on a busy engine that is thousands
+a second. Their spans are fetched by one task, one ``engine::traces::list`` at a time, at most
+:data:`TRACE_FETCH_MAX_IDS` ids per fetch (the newest named) and at most one fetch per
+:data:`TRACE_FETCH_MIN_INTERVAL_S`; older ids are counted as skipped and reported in a
+``sampling`` event, so the dashboard's work per second is bounded whatever the engine's load.
+Rates and counts come from ``engine::metrics::list``, which sampling does not touch.
+
 Everything it learns is handed to ``sink(Event)`` on the caller's event loop; it never touches
 the UI.
 """
@@ -16,8 +23,11 @@ the UI.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import math
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,7 +36,14 @@ from iii_typed import III, IIIError, InitOptions, InvocationError, ReconnectionC
 from .clock import Clock, SystemClock
 from .store import Event, as_dict, as_list, span_function
 
-__all__ = ["DEFAULT_INTERVALS", "EngineSource", "ReadOnlyError"]
+__all__ = [
+    "DEFAULT_INTERVALS",
+    "TRACE_FETCH_MAX_IDS",
+    "TRACE_FETCH_MAX_SPANS",
+    "TRACE_FETCH_MIN_INTERVAL_S",
+    "EngineSource",
+    "ReadOnlyError",
+]
 
 log = logging.getLogger("iii_tui.source")
 
@@ -48,6 +65,14 @@ DEFAULT_INTERVALS: dict[str, float] = {
 MISSING_RETRY_S = 10.0
 #: At most this many ``engine::workers::info`` / ``topic_stats`` calls per poll round.
 DETAIL_FANOUT = 16
+#: At most this many trace ids per ``engine::traces::list`` fetch of pushed traces: the newest
+#: ones the ``trace`` trigger named; older ones are skipped (counted, see ``sampling`` events).
+TRACE_FETCH_MAX_IDS = 200
+#: At least this many seconds between the starts of two fetches of pushed traces.
+TRACE_FETCH_MIN_INTERVAL_S = 0.5
+#: At most this many spans per fetch of pushed traces (a few huge traces cannot make one
+#: answer huge; the store keeps at most 2,000 spans of a trace anyway).
+TRACE_FETCH_MAX_SPANS = 4000
 
 
 class ReadOnlyError(PermissionError):
@@ -66,6 +91,8 @@ class EngineSource:
         reconnect_max_ms: Longest reconnection delay.
         call_timeout_ms: Timeout of the reads.
         missing_retry_s: How often to ask again for a function the engine lacks.
+        trace_fetch_max_ids: Trace ids per fetch of pushed traces (the newest named).
+        trace_fetch_interval_s: Least time between two fetches of pushed traces.
     """
 
     def __init__(
@@ -79,6 +106,8 @@ class EngineSource:
         reconnect_max_ms: int = 5000,
         call_timeout_ms: int = 10000,
         missing_retry_s: float = MISSING_RETRY_S,
+        trace_fetch_max_ids: int = TRACE_FETCH_MAX_IDS,
+        trace_fetch_interval_s: float = TRACE_FETCH_MIN_INTERVAL_S,
     ) -> None:
         self.url = url
         self.readonly = readonly
@@ -86,6 +115,8 @@ class EngineSource:
         self.clock = clock or SystemClock()
         self.call_timeout_ms = call_timeout_ms
         self.missing_retry_s = missing_retry_s
+        self.trace_fetch_max_ids = max(1, trace_fetch_max_ids)
+        self.trace_fetch_interval_s = trace_fetch_interval_s
         self._reconnect = ReconnectionConfig(
             initial_delay_ms=reconnect_initial_ms, max_delay_ms=reconnect_max_ms, jitter_factor=0.3
         )
@@ -103,11 +134,26 @@ class EngineSource:
         self._last_log_ms = 0.0
         self._last_span_ms = 0.0
         self._worker_cursor = 0
-        self._tag = uuid.uuid4().hex[:8]
+        #: Random tag naming this dashboard's worker (``iii-tui:<tag>``) and its push functions
+        #: (``iii-tui::<tag>::functions|workers|log|trace``).
+        self.tag = uuid.uuid4().hex[:8]
         self.state_changes = 0
         #: Records received through the ``log`` trigger, ``trace`` trigger calls received.
         self.pushed_logs = 0
         self.pushed_traces = 0
+        #: Trace ids the ``trace`` trigger named that were new to the backlog, fetched, skipped.
+        self.trace_ids_notified = 0
+        self.trace_ids_fetched = 0
+        self.trace_ids_skipped = 0
+        #: Fetches of pushed traces made.
+        self.trace_fetches = 0
+        #: The dashboard's own reads per function (subtracted from the engine's counts).
+        self.own_calls: Counter[str] = Counter()
+        # ids waiting for the next fetch, oldest first (at most trace_fetch_max_ids)
+        self._trace_backlog: dict[str, None] = {}
+        self._trace_notified = 0
+        self._trace_skipped = 0
+        self._trace_wake = asyncio.Event()
 
     # -- plumbing ------------------------------------------------------------------------------
     @property
@@ -146,7 +192,7 @@ class EngineSource:
         iii = III(
             self.url,
             InitOptions(
-                worker_name=f"iii-tui:{self._tag}",
+                worker_name=f"iii-tui:{self.tag}",
                 worker_description="iii-tui dashboard (read-mostly)",
                 reconnection_config=self._reconnect,
                 invocation_timeout_ms=self.call_timeout_ms,
@@ -178,11 +224,13 @@ class EngineSource:
                     self._missing.add(function_id)
                     self._emit("missing", {"function_id": function_id})
             else:
+                self.own_calls[function_id] += 1  # the engine counted the failed call too
                 log.debug("%s failed: %s", function_id, exc)
             return None
         except IIIError as exc:
             log.debug("%s failed: %s", function_id, exc)
             return None
+        self.own_calls[function_id] += 1
         if function_id in self._missing:
             self._missing.discard(function_id)
             self._emit("available", {"function_id": function_id})
@@ -229,8 +277,11 @@ class EngineSource:
     async def _poll_metrics(self) -> None:
         result = await self._read("engine::metrics::list", {})
         if isinstance(result, dict):
-            # sdk_metrics can be large and is not shown: keep the engine's aggregate only.
-            self._emit("metrics", {k: v for k, v in result.items() if k in ("engine_metrics", "timestamp")})
+            # sdk_metrics can be large and is not shown: keep the engine's aggregate only, plus the
+            # dashboard's own calls (the views subtract them from the engine's per-function counts)
+            data = {k: v for k, v in result.items() if k in ("engine_metrics", "timestamp")}
+            data["own_calls"] = {f: n for f, n in self.own_calls.items() if not f.startswith("engine::")}
+            self._emit("metrics", data)
 
     async def _poll_traces(self) -> None:
         if "trace" in self._trigger_types and self._push_traces_seen:
@@ -360,7 +411,7 @@ class EngineSource:
             self.pushed_traces += 1
             ids = [i for i in as_list(as_dict(data).get("trace_ids")) if isinstance(i, str)]
             if ids:
-                self._threadsafe(self._spawn_trace_fetch, ids)
+                self._threadsafe(self._note_trace_ids, ids)
 
         for suffix, handler, trigger_type, config in (
             ("functions", on_functions, "engine::functions-available", {}),
@@ -368,7 +419,7 @@ class EngineSource:
             ("log", on_log, "log", {"level": "all"}),
             ("trace", on_trace, "trace", {}),
         ):
-            fid = f"iii-tui::{self._tag}::{suffix}"
+            fid = f"iii-tui::{self.tag}::{suffix}"
             iii.register_function(
                 fid, handler, description=f"iii-tui push: {trigger_type}", metadata=meta, request_format=fmt
             )
@@ -382,17 +433,67 @@ class EngineSource:
             except RuntimeError:
                 pass
 
-    def _spawn_trace_fetch(self, ids: list[str]) -> None:
-        async def fetch() -> None:
-            result = await self._read(
-                "engine::traces::list", {"trace_ids": ids, "limit": 10000, "include_internal": False}
-            )
-            spans = [s for s in as_list(as_dict(result).get("spans")) if isinstance(s, dict)]
-            if spans:
-                self._note_spans(spans)
-                self._emit("spans", {"spans": spans})
+    def _note_trace_ids(self, ids: list[str]) -> None:
+        """Queue trace ids named by the ``trace`` trigger for the next fetch.
 
-        self._spawn(fetch())
+        Only the newest :attr:`trace_fetch_max_ids` are kept (arrival order: the engine names
+        a batch's ids in no particular order, so within one batch the choice is arbitrary);
+        older ones are dropped at once and counted as skipped.
+        """
+        backlog = self._trace_backlog
+        for tid in ids:
+            if tid in backlog:
+                del backlog[tid]  # named again (more spans): keep it, as the newest
+            else:
+                self._trace_notified += 1
+                self.trace_ids_notified += 1
+            backlog[tid] = None
+        excess = len(backlog) - self.trace_fetch_max_ids
+        if excess > 0:
+            for tid in list(itertools.islice(backlog, excess)):
+                del backlog[tid]
+            self._trace_skipped += excess
+            self.trace_ids_skipped += excess
+        self._trace_wake.set()
+
+    async def _trace_fetch_loop(self) -> None:
+        """Fetch the spans of queued traces: one fetch at a time, at most one per interval."""
+        loop = asyncio.get_running_loop()
+        last = -math.inf
+        while True:
+            await self._trace_wake.wait()
+            delay = last + self.trace_fetch_interval_s - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)  # rate limit: ids named meanwhile join this fetch
+            await self._connected.wait()
+            self._trace_wake.clear()
+            ids = list(self._trace_backlog)
+            notified, skipped = self._trace_notified, self._trace_skipped
+            self._trace_backlog.clear()
+            self._trace_notified = self._trace_skipped = 0
+            if not ids:
+                continue
+            last = loop.time()
+            try:
+                await self._fetch_traces(ids, notified, skipped)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bad answer must not stop the push path
+                log.exception("trace fetch failed")
+
+    async def _fetch_traces(self, ids: list[str], notified: int, skipped: int) -> None:
+        """One ``engine::traces::list`` of ``ids``; emits ``spans``, then ``sampling``."""
+        self.trace_fetches += 1
+        self.trace_ids_fetched += len(ids)
+        result = await self._read(
+            "engine::traces::list",
+            {"trace_ids": ids, "limit": TRACE_FETCH_MAX_SPANS, "include_internal": False},
+        )
+        spans = [s for s in as_list(as_dict(result).get("spans")) if isinstance(s, dict)]
+        if spans:
+            self._note_spans(spans)
+            self._emit("spans", {"spans": spans})
+        self._emit("sampling", {"notified": notified, "fetched": len(ids), "skipped": skipped})
 
     # -- public --------------------------------------------------------------------------------
     def wake(self, view: str) -> None:
@@ -407,6 +508,7 @@ class EngineSource:
         iii = self._start_client()
         self._register_push(iii)
         loops = [asyncio.create_task(self._poll_loop(n, fn)) for n, fn in self._polls().items()]
+        loops.append(asyncio.create_task(self._trace_fetch_loop()))
         try:
             await asyncio.gather(*loops)
         finally:

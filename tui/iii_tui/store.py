@@ -19,10 +19,12 @@ from typing import Any
 
 __all__ = [
     "MAX_TEXT",
+    "SAMPLING_WINDOW_S",
     "Event",
     "FnStats",
     "Invocation",
     "LogLine",
+    "Sampling",
     "Store",
     "StoreLimits",
     "as_dict",
@@ -36,6 +38,8 @@ __all__ = [
 
 #: Longest text kept for one displayed value (the rest is replaced by a "+N chars" note).
 MAX_TEXT = 2000
+#: The window, in seconds, over which the views report the sampling of pushed traces.
+SAMPLING_WINDOW_S = 5.0
 
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -304,6 +308,26 @@ class FnStats:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How pushed traces were sampled over a window (see :meth:`Store.sampling_in`).
+
+    Attributes:
+        notified: New trace ids the engine's ``trace`` trigger named.
+        fetched: Trace ids whose spans were fetched.
+        skipped: Trace ids skipped (older than the newest the source fetches at once).
+    """
+
+    notified: int = 0
+    fetched: int = 0
+    skipped: int = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether some traces were skipped (the invocation stream shows a sample)."""
+        return self.skipped > 0
+
+
 @dataclass(frozen=True)
 class StoreLimits:
     """Ring sizes (memory is bounded by these)."""
@@ -359,6 +383,15 @@ class Store:
         self.trigger_types: dict[str, dict[str, Any]] = {}
         self.health: dict[str, Any] | None = None
         self.metrics: dict[str, Any] | None = None
+        #: Invocations per function from ``engine::metrics::list`` minus the dashboard's own
+        #: reads (``None`` until the engine reported ``by_function``).
+        self.metric_calls: dict[str, int] | None = None
+        self._metric_totals: deque[tuple[float, int]] = deque(maxlen=120)
+        self._metric_raw = 0.0
+        #: ``(t, notified, fetched, skipped)`` per fetch of pushed traces (``sampling`` events).
+        self.sampling: deque[tuple[float, int, int, int]] = deque(maxlen=512)
+        self.traces_notified = 0
+        self.traces_skipped = 0
         lim = self.limits
         self.invocations: deque[Invocation] = deque(maxlen=lim.invocations)
         self._inv_index: dict[str, Invocation] = {}
@@ -543,8 +576,45 @@ class Store:
         self.touch("health")
 
     def _on_metrics(self, t: float, data: Any) -> None:
-        self.metrics = as_dict(data)
+        d = self.metrics = as_dict(data)
+        invocations = as_dict(as_dict(d.get("engine_metrics")).get("invocations"))
+        by_function = invocations.get("by_function")
+        if isinstance(by_function, dict):
+            own = as_dict(d.get("own_calls"))
+            calls: dict[str, int] = {}
+            for fid, count in by_function.items():
+                n = _num(count)
+                if n is not None:
+                    calls[clean_text(fid, 300)] = max(0, int(n - (_num(own.get(fid)) or 0.0)))
+            self.metric_calls = calls
+            total = sum(n for fid, n in calls.items() if not self._internal(fid))
+            stamp = _num(d.get("timestamp"))
+            when = stamp / 1000 if stamp else t
+            raw = _num(invocations.get("total")) or 0.0
+            samples = self._metric_totals
+            if samples and (raw < self._metric_raw or when < samples[-1][0]):
+                samples.clear()  # the engine restarted (counters start again) or time went back
+            self._metric_raw = raw
+            samples.append((when, total))
+            self.touch("stats")
         self.touch("metrics")
+
+    def _internal(self, function_id: str) -> bool:
+        """Not a user invocation for the rates: ``engine::*`` and ``metadata.internal`` functions
+        (the dashboard's own push handlers among them)."""
+        if function_id.startswith("engine::"):
+            return True
+        return as_dict(as_dict(self.functions.get(function_id)).get("metadata")).get("internal") is True
+
+    def _on_sampling(self, t: float, data: Any) -> None:
+        d = as_dict(data)
+        notified, fetched, skipped = (
+            max(0, int(_num(d.get(k)) or 0)) for k in ("notified", "fetched", "skipped")
+        )
+        self.sampling.append((t, notified, fetched, skipped))
+        self.traces_notified += notified
+        self.traces_skipped += skipped
+        self.touch("sampling")
 
     def _on_spans(self, t: float, data: Any) -> None:
         rows = as_list(as_dict(data).get("spans")) if isinstance(data, dict) else as_list(data)
@@ -767,10 +837,53 @@ class Store:
 
     # -- derived values ------------------------------------------------------------------------
     def rate(self, window: float = 10.0) -> float:
-        """Completed invocations per second over the last ``window`` seconds."""
+        """Invocations per second: from the engine's metrics (:meth:`metrics_rate`, exact
+        whatever the sampling), else from the invocation stream (:meth:`stream_rate`)."""
+        exact = self.metrics_rate(window)
+        return exact if exact is not None else self.stream_rate(window)
+
+    def metrics_rate(self, window: float = 10.0) -> float | None:
+        """User invocations per second between the engine's last two metrics reads at least
+        ``window`` seconds apart (or the last two), ``engine::*`` and internal functions and the
+        dashboard's own reads left out; ``None`` before two reads."""
+        samples = self._metric_totals
+        if len(samples) < 2:
+            return None
+        end_t, end_n = samples[-1]
+        start_t, start_n = samples[-2]
+        for ts, n in samples:
+            if ts >= end_t - window:
+                if ts < end_t:
+                    start_t, start_n = ts, n
+                break
+        return max(0.0, end_n - start_n) / (end_t - start_t) if end_t > start_t else None
+
+    def stream_rate(self, window: float = 10.0) -> float:
+        """Completed root invocations seen per second over the last ``window`` seconds (a
+        sample of the real rate while pushed traces are sampled)."""
         since = self.now - window
         count = sum(1 for ts, _, _ in reversed(self._recent) if ts >= since)
         return count / window
+
+    def calls_of(self, function_id: str) -> int:
+        """Invocations of a function: the engine's count (minus the dashboard's own reads) once
+        ``engine::metrics::list`` answered, else the calls seen in spans."""
+        if self.metric_calls is not None:
+            return self.metric_calls.get(function_id, 0)
+        stats = self.fn_stats.get(function_id)
+        return stats.calls if stats else 0
+
+    def sampling_in(self, window: float = SAMPLING_WINDOW_S) -> Sampling:
+        """How pushed traces were sampled over the last ``window`` seconds."""
+        since = self.now - window
+        notified = fetched = skipped = 0
+        for ts, n, f, k in reversed(self.sampling):
+            if ts < since:
+                break
+            notified += n
+            fetched += f
+            skipped += k
+        return Sampling(notified, fetched, skipped)
 
     def error_pct(self, window: float = 60.0) -> float | None:
         """Percentage of failed invocations over the last ``window`` seconds."""

@@ -14,7 +14,16 @@ from typing import Any
 
 from .clock import format_age, format_clock
 from .filtering import Filter
-from .store import VIEW_FUNCTIONS, Invocation, LogLine, Store, as_dict, as_list, clean_text
+from .store import (
+    SAMPLING_WINDOW_S,
+    VIEW_FUNCTIONS,
+    Invocation,
+    LogLine,
+    Store,
+    as_dict,
+    as_list,
+    clean_text,
+)
 
 __all__ = [
     "COLUMNS",
@@ -36,6 +45,7 @@ __all__ = [
     "overview_lines",
     "plural",
     "queue_rows",
+    "sampling_note",
     "screen_text",
     "sparkline",
     "state_rows",
@@ -217,7 +227,9 @@ def worker_rows(store: Store, flt: Filter | None = None) -> list[Row]:
 
 
 def function_rows(store: Store, flt: Filter | None = None, show_internal: bool = False) -> list[Row]:
-    """Functions grouped by namespace prefix (text before the first ``::``) with call statistics."""
+    """Functions grouped by namespace prefix (text before the first ``::``) with call statistics:
+    CALLS from the engine's metrics (exact), error %, latency and last call from the spans seen
+    (a sample while pushed traces are sampled)."""
     rows: list[Row] = []
     last_group = None
     items = sorted(store.functions.items())
@@ -225,6 +237,7 @@ def function_rows(store: Store, flt: Filter | None = None, show_internal: bool =
         if not show_internal and is_internal(fn):
             continue
         stats = store.fn_stats.get(fid)
+        calls = store.calls_of(fid)
         group = fid.split("::", 1)[0] if "::" in fid else "(none)"
         spark = sparkline(stats.sparkline(store.now, 12), 12) if stats else ""
         row = Row(
@@ -233,7 +246,7 @@ def function_rows(store: Store, flt: Filter | None = None, show_internal: bool =
                 "",
                 fid,
                 _s(fn.get("worker_name")),
-                str(stats.calls) if stats else "0",
+                str(calls),
                 _pct(stats.error_pct()) if stats else "-",
                 _ms(stats.p(0.5)) if stats else "-",
                 _ms(stats.p(0.95)) if stats else "-",
@@ -247,7 +260,7 @@ def function_rows(store: Store, flt: Filter | None = None, show_internal: bool =
                 "worker": _s(fn.get("worker_name")),
                 "namespace": _s(fn.get("namespace")),
                 "description": _s(fn.get("description")),
-                "calls": stats.calls if stats else 0,
+                "calls": calls,
                 "errors": stats.errors if stats else 0,
                 "p95": (stats.p(0.95) or 0.0) if stats else 0.0,
             },
@@ -534,6 +547,18 @@ def dlq_message_rows(store: Store, topic: str) -> list[Row]:
     return rows
 
 
+def sampling_note(store: Store) -> str | None:
+    """What the invocation stream shows of the traces the engine named, when it shows a sample
+    (``None`` when every named trace was fetched)."""
+    sampled = store.sampling_in()
+    if not sampled.active:
+        return None
+    return (
+        f"sampling: showing newest {sampled.fetched:,} of {sampled.notified:,} new traces"
+        f" in the last {SAMPLING_WINDOW_S:.0f} s"
+    )
+
+
 def overview_lines(store: Store) -> list[tuple[str, str]]:
     """``(label, value)`` pairs of the overview screen."""
     health = store.health or {}
@@ -554,6 +579,8 @@ def overview_lines(store: Store) -> list[tuple[str, str]]:
         if isinstance(total, int | float) and total and isinstance(err, int | float)
         else None
     )
+    note = sampling_note(store)
+    sampled = " (of sampled traces)" if note else ""
     lines = [
         ("engine", store.url or "-"),
         ("connection", conn),
@@ -564,13 +591,15 @@ def overview_lines(store: Store) -> list[tuple[str, str]]:
         ("functions", f"{len(user_functions)} ({len(store.functions)} with internal)"),
         ("triggers", f"{len(store.triggers)} registered, {plural(len(store.trigger_types), 'type')}"),
         ("invocations/s", f"{store.rate():.1f}"),
-        ("error %", _pct(store.error_pct()) if store.error_pct() is not None else _pct(engine_err)),
-        ("p95", _ms(store.p95()) if store.p95() is not None else _ms(_num_or_none(p95_engine))),
+        ("error %", _pct(store.error_pct()) + sampled if store.error_pct() is not None else _pct(engine_err)),
+        ("p95", _ms(store.p95()) + sampled if store.p95() is not None else _ms(_num_or_none(p95_engine))),
         ("engine totals", f"total={_s(total)} ok={_s(invocations.get('success'))} error={_s(err)}"),
         ("logs", f"{store.logs_total} seen"),
         ("channels", str(len(store.channels))),
         ("queues", f"{plural(len(store.queues), 'topic')}, {plural(len(store.dlq), 'dead-letter topic')}"),
     ]
+    if note:
+        lines.append(("traces", note))
     if store.missing:
         lines.append(("missing", ", ".join(sorted(store.missing))))
     return lines

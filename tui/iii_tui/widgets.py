@@ -195,15 +195,17 @@ class RingView(ScrollView, can_focus=True):
             return styles[name]
 
         segments = [Segment(text, style_of(cls)) for text, cls in self.formatter(self.items[index]) if text]
-        strip = Strip(segments)
         if self.wrap:
             start = chunk * width
-            strip = strip.crop_extend(start, start + width, base)
-        else:
-            strip = strip.crop_extend(0, width, base)
+            strip = Strip(segments).crop_extend(start, start + width, base)
+            if cursor:
+                strip = strip.apply_style(self.get_component_rich_style("ring--cursor"))
+            return strip
+        # one Strip per row (each Strip carries several caches): cut or pad the segments here
+        line = Segment.adjust_line_length(segments, width, base)
         if cursor:
-            strip = strip.apply_style(self.get_component_rich_style("ring--cursor"))
-        return strip
+            line = list(Segment.apply_style(line, self.get_component_rich_style("ring--cursor")))
+        return Strip(line, width)
 
     def visible_text_lines(self) -> list[str]:
         """The text of the rows on screen (blank rows dropped)."""
