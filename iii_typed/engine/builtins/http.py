@@ -53,7 +53,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from ...errors import InvocationError
@@ -200,10 +200,33 @@ def _from_buffered(buffered: BufferedResponse) -> web.Response:
     return web.Response(status=buffered.status, body=buffered.body, headers=headers)
 
 
+#: The interim response to ``Expect: 100-continue``.
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def _text(value: str) -> str:
+    """A request header value as Unicode text.
+
+    aiohttp decodes header bytes as UTF-8 and keeps the bytes that are not (``obs-text`` such as
+    Latin-1 ``\\xe9``) as lone surrogates, which no JSON frame and no response header can carry
+    (the request failed with a 500 and a traceback). They become U+FFFD, as in the path and the
+    query string, which aiohttp decodes that way.
+    """
+    if value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _header(request: web.BaseRequest, name: str) -> str | None:
+    value = request.headers.get(name)
+    return None if value is None else _text(value)
+
+
 def _request_headers(request: web.BaseRequest) -> dict[str, Any]:
     headers: dict[str, Any] = {}
-    for name, value in request.headers.items():
+    for name, raw in request.headers.items():
         key = name.lower()
+        value = _text(raw)
         seen = headers.get(key)
         if seen is None:
             headers[key] = value
@@ -377,7 +400,7 @@ class HttpWorker(BuiltinWorker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout
         cors = self.settings.cors
-        origin = request.headers.get("Origin") if cors is not None else None
+        origin = _header(request, "Origin") if cors is not None else None
         try:
             if (
                 origin is not None
@@ -387,9 +410,8 @@ class HttpWorker(BuiltinWorker):
                 response: web.StreamResponse = self._preflight(request, origin)
             else:
                 # a request with a `traceparent` header continues that trace (protocol.md §4.5)
-                with self.services.trace_context(
-                    request.headers.get("traceparent"), request.headers.get("baggage")
-                ):
+                traceparent, baggage = _header(request, "traceparent"), _header(request, "baggage")
+                with self.services.trace_context(traceparent, baggage):
                     response = await self._route(request, deadline, origin)
         except _Respond as answer:
             response = answer.response
@@ -461,6 +483,11 @@ class HttpWorker(BuiltinWorker):
         length = request.content_length
         if length is not None and length > limit:
             return self._too_large()
+        if request.version == HttpVersion11 and (_header(request, "Expect") or "").lower() == "100-continue":
+            # The client waits for this before it sends the body (RFC 9110 §10.1.1); refusals
+            # above (404, 413) are final answers instead.
+            await request.writer.write(_CONTINUE)
+            request.writer.output_size = 0  # the response itself has not started
         headers = _request_headers(request)
         query = _query_params(request)
         content_type = request.headers.get("Content-Type", "")
@@ -768,7 +795,7 @@ class HttpWorker(BuiltinWorker):
         if cors.origin_allowed(origin) and method_ok:
             methods = cors.allowed_methods or tuple(sorted(HTTP_METHODS))
             response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
-            asked = request.headers.get("Access-Control-Request-Headers")
+            asked = _header(request, "Access-Control-Request-Headers")
             if asked:
                 response.headers["Access-Control-Allow-Headers"] = asked
             response.headers["Access-Control-Max-Age"] = "600"

@@ -9,6 +9,7 @@ request head within ``[http] header_read_timeout_ms`` (300 ms here) is disconnec
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -41,12 +42,15 @@ LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNIN
 class Served:
     """The engine under test, its worker and its routes."""
 
-    def __init__(self, proc: EngineProcess, log: Path, worker: III, echo: str, stream: str) -> None:
+    def __init__(
+        self, proc: EngineProcess, log: Path, worker: III, echo: str, stream: str, headers: str
+    ) -> None:
         self.proc = proc
         self.log = log
         self.worker = worker
         self.echo = echo  # POST: body read whole by the engine when JSON, streamed otherwise
         self.stream = stream  # POST: the handler reads the streamed body to its end
+        self.headers = headers  # POST: answers the request headers the handler got
         self.port = int(proc.http_url.rsplit(":", 1)[1])
 
 
@@ -67,7 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     proc = EngineProcess(config=config, log_path=log).start()
     worker = register_worker(proc.url, InitOptions(worker_name=unique("bad-clients")))
     try:
-        echo, stream = unique("/echo"), unique("/stream")
+        echo, stream, headers = unique("/echo"), unique("/stream"), unique("/headers")
 
         def answer(data: Any) -> Any:
             return {"status_code": 200, "body": {"ok": True}}
@@ -76,8 +80,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             raw = await data["request_body"].read_all_async()
             return {"status_code": 200, "body": {"bytes": len(raw)}}
 
+        def echo_headers(data: Any) -> Any:
+            return {"status_code": 200, "body": {"headers": data["headers"]}}
+
         ids = []
-        for path, handler in ((echo, answer), (stream, read_body)):
+        for path, handler in ((echo, answer), (stream, read_body), (headers, echo_headers)):
             function_id = unique("bad-clients::fn")
             worker.register_function(function_id, handler)
             trigger = worker.register_trigger(
@@ -96,7 +103,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             return set(ids) <= {row["id"] for row in listed["registered_triggers"]}
 
         wait_for(live, timeout=10, what="routes live")
-        yield Served(proc, log, worker, echo, stream)
+        yield Served(proc, log, worker, echo, stream, headers)
     finally:
         worker.shutdown()
         proc.stop()
@@ -407,6 +414,73 @@ async def test_keepalive_idle_is_not_the_header_timeout(served: Served) -> None:
     finally:
         conn.close()
     assert status_of(raw) == 408
+
+
+# -- header text and Expect ----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("header", "received"),
+    [
+        (b"X-Latin-1: caf\xe9", {"x-latin-1": "caf\ufffd"}),
+        (b"X-Mixed: \xe2\x98\x83 and \xff", {"x-mixed": "\u2603 and \ufffd"}),
+        # the baggage of a valid trace context travels in the handler's frame too
+        (
+            b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nbaggage: k=\xe9",
+            {"baggage": "k=\ufffd"},
+        ),
+    ],
+    ids=["latin-1", "utf-8 and a stray byte", "baggage"],
+)
+async def test_a_header_value_that_is_not_utf8_reaches_the_handler_with_replacement_characters(
+    served: Served, header: bytes, received: dict[str, str]
+) -> None:
+    """Bytes that are not UTF-8 in a header value (obs-text) become U+FFFD, as in the path and the
+    query; the request used to fail with a 500 and an ERROR traceback (the frame could not be
+    encoded)."""
+    mark = log_size(served)
+    head = f"POST {served.headers} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n"
+    raw = await exchange(served.port, head.encode() + header + b"\r\n\r\n")
+    assert status_of(raw) == 200, raw
+    got = json.loads(raw.partition(b"\r\n\r\n")[2])["headers"]
+    assert received.items() <= got.items(), got
+    await assert_still_serving(served)
+    assert_single_lines(log_since(served, mark))
+
+
+async def test_expect_100_continue_gets_an_interim_response_and_then_the_answer(served: Served) -> None:
+    """A client that sends ``Expect: 100-continue`` waits for ``100 Continue`` before its body."""
+    conn = await Raw.open(served.port)
+    try:
+        await conn.send(
+            post(
+                served.echo,
+                "Content-Type: application/json\r\nContent-Length: 2\r\nExpect: 100-continue\r\n",
+            )
+        )
+        async with asyncio.timeout(BOUND):
+            interim = await conn.reader.readuntil(b"\r\n\r\n")
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        await conn.send(b"{}")
+        assert await conn.response() == (200, b'{"ok":true}')
+        # the connection stays usable for a next request without Expect
+        await conn.send(post(served.echo, "Content-Type: application/json\r\nContent-Length: 2\r\n", b"{}"))
+        assert await conn.response() == (200, b'{"ok":true}')
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("route", "status"), [("/no-such-route", 404), ("{echo}", 413)])
+async def test_expect_100_continue_refused_gets_the_final_status_without_100(
+    served: Served, route: str, status: int
+) -> None:
+    path = route.replace("{echo}", served.echo)
+    conn = await Raw.open(served.port)
+    try:
+        await conn.send(post(path, f"Content-Length: {MAX_BODY + 1}\r\nExpect: 100-continue\r\n"))
+        async with asyncio.timeout(BOUND):
+            head = await conn.reader.readuntil(b"\r\n\r\n")
+    finally:
+        conn.close()
+    assert status_of(head) == status, head
 
 
 # -- body size -----------------------------------------------------------------------------------
