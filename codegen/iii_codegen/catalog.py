@@ -19,6 +19,7 @@ catalog always gives the same bytes, whatever order the engine listed it in.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "catalog_schema_path",
     "dump_snapshot",
     "fetch_catalog",
+    "json_problem",
     "load_snapshot",
     "normalize",
     "parse_snapshot",
@@ -48,6 +50,10 @@ SNAPSHOT_FORMAT = "iii-typed.catalog"
 SNAPSHOT_VERSION = 1
 #: Most function ids one ``engine::functions::info`` call accepts (protocol.md §7).
 INFO_BATCH = 32
+
+#: Deepest JSON nesting a catalog may have (a schema nested deeper is refused long before: see
+#: ``schemas.MAX_SCHEMA_DEPTH``); deeper input would exhaust Python's recursion limit.
+MAX_JSON_DEPTH = 512
 
 # The SDK names an unnamed worker "hostname:pid" (a second one "hostname:pid:2"): run-specific.
 _FALLBACK_WORKER_NAME = re.compile(r"^[^\s:]+:\d+(?::\d+)?$")
@@ -110,6 +116,54 @@ class Catalog(BaseModel):
     trigger_types: list[TriggerTypeEntry] = Field(
         default_factory=list, description="Trigger types, sorted by id."
     )
+
+
+def _path(base: str, key: str | int) -> str:
+    return f"{base}[{key}]" if isinstance(key, int) else f"{base}.{key}" if base else key
+
+
+def json_problem(value: Any, where: str = "") -> str | None:
+    """Why ``value`` (parsed JSON) cannot be a catalog, or ``None``.
+
+    JSON text can hold what is not JSON data: ``NaN``/``Infinity`` (Python's parser accepts them;
+    a ``NaN`` bound would reject every value), strings with a lone UTF-16 surrogate escape
+    (``"\\ud800"``: not Unicode text, so nothing can be written from it), and nesting deeper than
+    :data:`MAX_JSON_DEPTH` (which would exhaust the recursion limit). Iterative: any depth is safe.
+
+    Returns:
+        One line naming the first problem by its path (``functions[0].request_schema.maximum``).
+    """
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        node, at, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"{_show(at)}: nested more than {MAX_JSON_DEPTH} levels deep"
+        if isinstance(node, float) and not math.isfinite(node):
+            return f"{_show(at)}: {node!r} is not a JSON number"
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return f"{_show(at)}: a string with a lone UTF-16 surrogate (not Unicode text)"
+        elif isinstance(node, dict):
+            for key, sub in node.items():
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return f"{_show(at)}: a key with a lone UTF-16 surrogate (not Unicode text)"
+                stack.append((sub, _path(at, str(key)), depth + 1))
+        elif isinstance(node, list):
+            stack.extend((sub, _path(at, i), depth + 1) for i, sub in enumerate(node))
+    return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _show(at: str) -> str:
+    if not at:
+        return "the document"
+    return at if len(at) <= 80 else at[:77] + "..."
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _sorted_json(value: Any) -> Any:
@@ -175,9 +229,12 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> Catalog:
             message).
     """
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise CatalogError(f"{source}: not JSON ({exc})") from None
+    except RecursionError:
+        deep = f"nested more than {MAX_JSON_DEPTH} levels deep"
+        raise CatalogError(f"{source}: not a snapshot ({deep})") from None
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise CatalogError(
             f"{source}: not an iii-typed catalog snapshot (missing format {SNAPSHOT_FORMAT!r})"
@@ -187,6 +244,9 @@ def parse_snapshot(text: str, source: str = "<snapshot>") -> Catalog:
             f"{source}: snapshot version {data.get('version')!r} is not supported"
             f" (expected {SNAPSHOT_VERSION})"
         )
+    problem = json_problem(data)
+    if problem is not None:
+        raise CatalogError(f"{source}: not a snapshot ({problem})")
     try:
         return normalize(Catalog.model_validate(data))
     except ValidationError as exc:
@@ -272,6 +332,9 @@ def read_catalog(iii: Any, timeout_ms: int = 10_000) -> Catalog:
             for detail in details:
                 if not isinstance(detail, dict) or "error" in detail:
                     continue
+                problem = json_problem(detail, f"function {detail.get('function_id')}")
+                if problem is not None:
+                    raise CatalogError(f"engine::functions::info: bad function detail: {problem}")
                 try:
                     functions.append(FunctionEntry.model_validate({"namespace": ns, **detail}))
                 except ValidationError as exc:
@@ -287,6 +350,9 @@ def read_catalog(iii: Any, timeout_ms: int = 10_000) -> Catalog:
         if isinstance(row.get("namespace"), str):
             payload["namespace"] = row["namespace"]
         detail = _call(iii, "engine::triggers::info", payload, timeout_ms)
+        problem = json_problem(detail, f"trigger type {row['id']}")
+        if problem is not None:
+            raise CatalogError(f"engine::triggers::info: bad trigger type detail: {problem}")
         try:
             trigger_types.append(TriggerTypeEntry.model_validate(detail))
         except ValidationError as exc:

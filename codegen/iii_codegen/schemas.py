@@ -630,6 +630,9 @@ def prepare_side(schema: Any) -> PreparedSide:
                 break
         if root_key != "#" and not any("#" in e.refs for k, e in prep.entries.items() if k != "#"):
             del prep.entries["#"]
+    problem = _reference_problem(prep.entries, root_key)
+    if problem is not None:
+        return unusable(f"not a usable JSON Schema ({problem})")
     return PreparedSide(
         kind="schema",
         root_key=root_key,
@@ -637,3 +640,113 @@ def prepare_side(schema: Any) -> PreparedSide:
         entries=dict(sorted(prep.entries.items(), key=lambda kv: (kv[0] != "#", kv[0]))),
         warnings=prep.warnings,
     )
+
+
+#: Keywords under which a reference is inside a container type (a model's field, a list's or a
+#: dict's items): a reference cycle through one of them is an ordinary recursive type.
+_CONTAINERS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "dependentSchemas",
+        "items",
+        "prefixItems",
+        "additionalItems",
+        "contains",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "propertyNames",
+        "contentSchema",
+    }
+)
+#: Most type references a side's root may stand for once its type aliases (definitions that do not
+#: become classes) are expanded. Definitions that each refer to the previous one several times
+#: (``L2 = L1 | list[L1]``…) double or triple it per level: past this, mypy needs minutes and
+#: gigabytes to check the module (40 such levels exhaust the memory of a machine).
+MAX_EXPANDED_REFERENCES = 1000
+
+
+def _references(schema: Any, guarded: bool, out: list[tuple[str, bool]]) -> None:
+    """Every local reference in ``schema`` with whether a container keyword is above it."""
+    stack: list[tuple[Any, bool]] = [(schema, guarded)]
+    while stack:
+        node, inside = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, inside) for item in node)
+        elif isinstance(node, dict):
+            if LOCAL_REF in node:
+                out.append((node[LOCAL_REF], inside))
+                continue
+            for key, value in node.items():
+                if key in _SCHEMA_MAPS:
+                    if isinstance(value, dict):
+                        stack.extend((sub, True) for sub in value.values())
+                elif key in _SCHEMA_VALUED or key in _SCHEMA_LISTS or key == "items":
+                    stack.append((value, inside or key in _CONTAINERS))
+
+
+def _reference_problem(entries: Mapping[str, Entry], root_key: str) -> str | None:
+    """A reference structure no generated module can type, or ``None``.
+
+    * a cycle of references with no container in between (``A`` is ``B``, ``B`` is ``A | int``):
+      the aliases would be defined by each other (mypy: "cannot resolve name");
+    * a root that stands for more than :data:`MAX_EXPANDED_REFERENCES` references once type
+      aliases are expanded (a reference bomb): mypy cannot check it in reasonable time or memory.
+    """
+    refs: dict[str, list[tuple[str, bool]]] = {}
+    for key, entry in entries.items():
+        found: list[tuple[str, bool]] = []
+        _references(entry.schema, False, found)
+        refs[key] = [(target, guarded) for target, guarded in found if target in entries]
+    # 1. cycles through unguarded references only (iterative depth-first search, three colours)
+    state: dict[str, int] = {}
+    for start in entries:
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        todo: list[list[str]] = [[t for t, guarded in refs[start] if not guarded]]
+        state[start] = 1
+        while todo:
+            if not todo[-1]:
+                state[path.pop()] = 2
+                todo.pop()
+                continue
+            target = todo[-1].pop()
+            if state.get(target) == 1:
+                cycle = [*path[path.index(target) :], target]
+                return "$ref cycle with no object or array in between: " + " -> ".join(cycle)
+            if not state.get(target):
+                state[target] = 1
+                path.append(target)
+                todo.append([t for t, guarded in refs[target] if not guarded])
+
+    # 2. expanded size; a definition that becomes a class (it has properties) counts once
+    def is_class(key: str) -> bool:
+        properties = entries[key].schema.get("properties")
+        return isinstance(properties, dict) and bool(properties)
+
+    sizes: dict[str, int] = {}
+
+    def size(key: str, active: set[str]) -> int:
+        if key in sizes:
+            return sizes[key]
+        if key in active or is_class(key):
+            return 1
+        active.add(key)
+        total = 1
+        for target, _ in refs[key]:
+            total += size(target, active)
+            if total > MAX_EXPANDED_REFERENCES:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    # Depth-first on definitions: entries are at most a few thousand, each visited once.
+    for key in entries:
+        if not is_class(key) and size(key, set()) > MAX_EXPANDED_REFERENCES:
+            return (
+                f"its type aliases expand to more than {MAX_EXPANDED_REFERENCES} type references (from {key})"
+            )
+    return None

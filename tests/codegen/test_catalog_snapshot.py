@@ -19,6 +19,7 @@ from iii_codegen.catalog import (
     load_snapshot,
     parse_snapshot,
 )
+from iii_codegen.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -115,6 +116,54 @@ def test_bad_snapshots_name_the_problem(text: str, fragment: str) -> None:
         parse_snapshot(text, "cat.json")
     assert fragment in str(info.value)
     assert str(info.value).startswith("cat.json")
+
+
+def _snapshot_with(request_schema_text: str, description: str = '"d"') -> str:
+    return (
+        '{"format": "iii-typed.catalog", "version": 1, "functions": [{"function_id": "a::b",'
+        f' "description": {description}, "request_schema": {request_schema_text}}}]}}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        # JSON text that is not JSON data: Python's parser accepts these; a NaN bound would reject
+        # every request, a lone surrogate cannot be written to the module, deep nesting overflows
+        ('{"type": "number", "maximum": NaN}', "not JSON (NaN is not JSON)"),
+        ('{"type": "number", "minimum": -Infinity}', "not JSON (-Infinity is not JSON)"),
+        ('{"type": "number", "maximum": Infinity}', "not JSON (Infinity is not JSON)"),
+        (
+            '{"type": "object", "properties": {"\\ud800": {"type": "string"}}}',
+            "not a snapshot (functions[0].request_schema.properties: a key with a lone UTF-16"
+            " surrogate (not Unicode text))",
+        ),
+        (
+            '{"type": "string", "title": "T\\udfff"}',
+            "not a snapshot (functions[0].request_schema.title: a string with a lone UTF-16"
+            " surrogate (not Unicode text))",
+        ),
+        ("[" * 950 + "]" * 950, "nested more than 512 levels deep"),  # json parses it; recursion overflows
+        ("[" * 100_000 + "]" * 100_000, "not a snapshot (nested more than 512 levels deep)"),
+    ],
+)
+def test_json_text_that_is_not_json_data_is_a_clear_error(text: str, problem: str) -> None:
+    with pytest.raises(CatalogError) as info:
+        parse_snapshot(_snapshot_with(text), "cat.json")
+    assert str(info.value).startswith("cat.json: ")
+    assert problem in str(info.value)
+
+
+def test_a_lone_surrogate_in_a_description_is_a_clear_error_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    snapshot = tmp_path / "cat.json"
+    snapshot.write_text(_snapshot_with('{"type": "string"}', '"x\\ud800y"'), encoding="utf-8")
+    out = tmp_path / "client.py"
+    assert main(["generate", "--snapshot", str(snapshot), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "functions[0].description: a string with a lone UTF-16 surrogate" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 def test_missing_snapshot_file(tmp_path: Path) -> None:

@@ -48,6 +48,15 @@ def _nested(levels: int) -> dict[str, Any]:
     return schema
 
 
+def _bomb(levels: int) -> dict[str, Any]:
+    """Definitions that each use the previous one three times: ``L2 = L1 | list[L1]``… (3^levels)."""
+    defs: dict[str, Any] = {"L0": {"type": "integer"}}
+    for i in range(1, levels):
+        prev = {"$ref": f"#/$defs/L{i - 1}"}
+        defs[f"L{i}"] = {"anyOf": [prev, {"allOf": [prev]}, {"type": "array", "items": prev}]}
+    return {"$ref": f"#/$defs/L{levels - 1}", "$defs": defs}
+
+
 UPFRONT = "not a usable JSON Schema"
 DCG = "datamodel-code-generator cannot generate it"
 
@@ -61,6 +70,19 @@ BAD_FUNCTIONS: dict[str, tuple[Any, Any]] = {
     "bad::list": ([{"type": "string"}], OK),
     "bad::deep": (_nested(MAX_SCHEMA_DEPTH + 5), OK),
     "bad::title": (OK, {"type": "object", "title": 5, "properties": {"ok": {"type": "boolean"}}}),
+    # aliases defined by each other (mypy: "invalid recursive alias"; pydantic: not fully defined)
+    "bad::cycle": (
+        {
+            "$ref": "#/$defs/A",
+            "$defs": {
+                "A": {"anyOf": [{"$ref": "#/$defs/B"}, {"type": "string"}]},
+                "B": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "integer"}]},
+            },
+        },
+        OK,
+    ),
+    # 3^40 references once expanded: mypy ran out of memory on the module
+    "bad::bomb": (OK, _bomb(40)),
     "bad::both": (
         {"type": "object", "properties": {"when": {"type": "string", "format": 5}}},
         {"type": ["string", 5]},
@@ -82,6 +104,10 @@ EXPECTED_WARNINGS = [
     f"function bad::list (request): {UPFRONT} (# is an array, not a schema): typed Any",
     f"function bad::deep (request): {UPFRONT} (sub-schemas are nested more than 64 levels deep): typed Any",
     f"function bad::title (response): {DCG} (title: Input should be a valid string (got 5)): typed Any",
+    f"function bad::cycle (request): {UPFRONT} ($ref cycle with no object or array in between:"
+    " #/$defs/A -> #/$defs/B -> #/$defs/A): typed Any",
+    f"function bad::bomb (response): {UPFRONT} (its type aliases expand to more than 1000 type"
+    " references (from #/$defs/L39)): typed Any",
     f"function bad::both (request): {DCG} (properties.when.format: Input should be a valid string (got 5)):"
     " typed Any",
     f"function bad::both (response): {UPFRONT} (#/type: 5 is not a JSON Schema type): typed Any",
@@ -121,6 +147,21 @@ UNUSUAL: dict[str, Any] = {
         "patternProperties": {"^x-": {"type": "string"}},
         "dependencies": {"a": ["b"]},
     },
+    # recursion through a container is an ordinary recursive type, and a few levels of aliases
+    # built on each other are fine
+    "odd::recursive-json": {
+        "$ref": "#/$defs/Json",
+        "$defs": {
+            "Json": {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "array", "items": {"$ref": "#/$defs/Json"}},
+                    {"type": "object", "additionalProperties": {"$ref": "#/$defs/Json"}},
+                ]
+            }
+        },
+    },
+    "odd::small-ref-tower": _bomb(5),
     "odd::boolean-sub-schemas": {
         "type": "object",
         "properties": {"any": True, "tuple": {"type": "array", "prefixItems": [True], "items": False}},
