@@ -19,11 +19,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 __all__ = ["StoreError", "dumps", "loads", "open_database"]
+
+
+#: Longest wait for another process that is setting up the same file (s), and the pause between
+#: two tries (s): the setup takes milliseconds.
+_LOCK_WAIT = 5.0
+_LOCK_RETRY = 0.01
 
 
 class StoreError(OSError):
@@ -65,9 +72,13 @@ def open_database(
         db = sqlite3.connect(data_dir / f"{name}.sqlite3", isolation_level="DEFERRED")
     try:
         if data_dir is not None:
-            db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        # One write transaction for the whole check-and-create: another process opening the same
+        # file at the same time (an older file, two engines starting) waits for it instead of
+        # adding the same column after us ("duplicate column name": the store looked unusable).
+        db.execute("BEGIN IMMEDIATE")
         for statement in schema:
             db.execute(statement)
         for table, wanted in (columns or {}).items():
@@ -83,6 +94,24 @@ def open_database(
             f"{where} cannot be used ({exc}): move it away, or start with another --data-dir"
         ) from exc
     return db
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting (at most :data:`_LOCK_WAIT` s) for another opener.
+
+    Switching needs an exclusive lock, and SQLite answers ``SQLITE_BUSY`` at once (without its
+    busy timeout, to avoid a deadlock) when another connection is switching the same file: two
+    processes opening one data folder together made the second fail with "database is locked".
+    """
+    deadline = time.monotonic() + _LOCK_WAIT
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(_LOCK_RETRY)
 
 
 def dumps(value: Any) -> str:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import sqlite3
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -234,6 +236,59 @@ async def test_a_data_folder_of_an_older_engine_opens_and_its_messages_start_new
         row[1] for row in sqlite3.connect(data / "queue.sqlite3").execute("PRAGMA table_info(messages)")
     }
     assert {"traceparent", "baggage"} <= columns
+
+
+def _open_old_stores(folders: list[str], barrier: Any, results: Any) -> None:
+    """Child process: open each folder's older queue store at the same moment as the others."""
+    from iii_typed.engine.builtins._sqlite import StoreError, open_database
+
+    for folder in folders:
+        barrier.wait(timeout=30)
+        try:
+            open_database(
+                Path(folder),
+                "queue",
+                (OLD_SCHEMA.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),),
+                columns={"messages": {"traceparent": "TEXT", "baggage": "TEXT"}},
+            ).close()
+            results.put("ok")
+        except StoreError as exc:
+            results.put(str(exc))
+
+
+def test_an_older_data_folder_opened_by_several_processes_at_once_opens_in_all(tmp_path):
+    """Two engines starting on one older data folder: each adds the missing columns or sees them.
+
+    Each process used to check the columns and then add the missing ones: the slower one failed
+    with "duplicate column name" (or "database is locked" while another switched the file to WAL)
+    and the engine refused to start, calling the folder unusable.
+    """
+    processes, rounds = 4, 6
+    folders = []
+    for index in range(rounds):
+        folder = tmp_path / f"data{index}"
+        folder.mkdir()
+        db = sqlite3.connect(folder / "queue.sqlite3")
+        db.execute(OLD_SCHEMA)
+        db.commit()
+        db.close()
+        folders.append(str(folder))
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    children = [
+        context.Process(target=_open_old_stores, args=(folders, barrier, results)) for _ in range(processes)
+    ]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in range(processes * rounds)]
+    for child in children:
+        child.join(timeout=30)
+    assert outcomes == ["ok"] * (processes * rounds), [o for o in outcomes if o != "ok"]
+    for folder in folders:
+        db = sqlite3.connect(Path(folder) / "queue.sqlite3")
+        columns = [row[1] for row in db.execute("PRAGMA table_info(messages)")]
+        db.close()
+        assert columns.count("traceparent") == 1 and columns.count("baggage") == 1, columns
 
 
 # -- publish and triggers ------------------------------------------------------------------------
