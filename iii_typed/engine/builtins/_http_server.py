@@ -11,9 +11,10 @@ which keeps aiohttp's parser and request loop and changes four things:
   when part of a head had arrived, silently when nothing had. Idle keep-alive connections are
   left to aiohttp's ``keepalive_timeout``.
 * **Malformed requests** (a bad request line, header, ``Content-Length`` or chunked framing, a
-  head over aiohttp's size limits) are answered ``400`` ``text/plain`` with the parser's reason,
-  the connection is closed, and one INFO line is logged (aiohttp logs a traceback at ERROR on
-  ``aiohttp.server``).
+  head over aiohttp's size limits, an HTTP version other than 1.0 and 1.1 — aiohttp's C parser
+  would serve ``HTTP/0.9``, a request line without a version, and ``HTTP/2.0``) are answered
+  ``400`` ``text/plain`` with the parser's reason, the connection is closed, and one INFO line
+  is logged (aiohttp logs a traceback at ERROR on ``aiohttp.server``).
 * **Broken request bodies.** When the C parser meets bad chunked framing after a request's head
   was handed to the handler, aiohttp queues a 400 but never ends that request's body, so the
   handler would wait on it until its deadline. The body now fails with
@@ -31,8 +32,9 @@ from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.http import RawRequestMessage
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.streams import StreamReader
+from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError
+from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
+from aiohttp.web_protocol import _ErrInfo
 
 __all__ = ["CLIENT_ERRORS", "HttpProtocol", "HttpServer", "describe_client_error"]
 
@@ -46,6 +48,8 @@ CLIENT_ERRORS: Final = (HttpProcessingError, web.RequestPayloadError, Connection
 _RECHECK_SECONDS: Final = 0.05
 #: Sent to a client whose request head was incomplete when the header read timeout passed.
 _REQUEST_TIMEOUT: Final = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+#: The HTTP versions served; a request with any other is a malformed request (400).
+_VERSIONS: Final = frozenset({(1, 0), (1, 1)})
 
 
 def describe_client_error(exc: BaseException | None, message: str | None = None) -> str:
@@ -141,6 +145,7 @@ class HttpProtocol(web.RequestHandler):
         after = len(self._messages)
         if after > before:
             # One or more heads completed (or a parse error was queued as a 400).
+            self._refuse_versions(before, after)
             self._stop_header_timer()
             message, payload = self._messages[-1]
             if isinstance(message, RawRequestMessage):
@@ -152,6 +157,19 @@ class HttpProtocol(web.RequestHandler):
             self._start_header_timer()
         if self._header_timer is not None:
             self._head_bytes += len(data)
+
+    def _refuse_versions(self, start: int, stop: int) -> None:
+        """Turn the queued requests ``start:stop`` with an unserved HTTP version into 400s.
+
+        aiohttp's error path then answers it like any malformed request and closes the
+        connection, so the requests queued after it are never served.
+        """
+        for index in range(start, stop):
+            message = self._messages[index][0]
+            if isinstance(message, RawRequestMessage) and tuple(message.version) not in _VERSIONS:
+                major, minor = message.version
+                exc = BadHttpMessage(f"Unsupported HTTP version: {major}.{minor}")
+                self._messages[index] = (_ErrInfo(status=400, exc=exc, message=exc.message), EMPTY_PAYLOAD)
 
     def _between_requests(self) -> bool:
         """Whether bytes arriving now start a new request head (the last body was read whole)."""

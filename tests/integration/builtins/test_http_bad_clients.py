@@ -251,6 +251,12 @@ MALFORMED = {
     "an oversized request line": b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: t\r\n\r\n",
     "a non-UTF-8 path": b"GET /\xff\xfe HTTP/1.1\r\nHost: t\r\n\r\n",
     "HTTP/9.9": b"GET /x HTTP/9.9\r\nHost: t\r\n\r\n",
+    # aiohttp's C parser accepts these three; the engine refuses them like the others
+    "no version (HTTP/0.9)": b"GET {echo}\r\n\r\n",
+    "HTTP/0.9": b"GET {echo} HTTP/0.9\r\nHost: t\r\n\r\n",
+    "HTTP/2.0": (
+        b"POST {echo} HTTP/2.0\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+    ),
     "bare LF line ends": b"GET /x HTTP/1.1\nHost: t\n\n",
     "a bad chunk size (JSON body)": (
         b"POST {echo} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
