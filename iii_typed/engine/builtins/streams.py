@@ -52,7 +52,8 @@ advertised as ``streams`` on the ready line. Both URL forms upgrade (decisions "
 cases.md B09): ``/`` (subscribe with messages) and ``/stream/<name>/<group>/`` (also
 ``/stream/<name>/<group>/<item>/``), which joins that group (or item) at once; other paths → 404.
 With ``[streams] auth_function`` set, that function is called at the upgrade with ``{"addr",
-"headers", "path", "query_params"}`` and its result's ``context`` is handed to ``stream:join`` /
+"headers", "path", "query_params"}`` (header values decoded as UTF-8, bytes that are not UTF-8 →
+U+FFFD) and its result's ``context`` is handed to ``stream:join`` /
 ``stream:leave``; a failing auth function does not refuse the upgrade (the real engine's
 fail-open behaviour), the context is then ``null``.
 
@@ -288,6 +289,18 @@ def _frame(stream: str, group: str, item_id: str | None, event: dict[str, Any], 
         f'{{"type":"stream","timestamp":{timestamp},"streamName":{_json(stream)},'
         f'"groupId":{_json(group)},"id":{_json(item_id)},"event":{_event_json(event)}}}'
     ).encode("utf-8", "surrogatepass")
+
+
+def _text(value: str) -> str:
+    """A request header value as Unicode text: its bytes decoded as UTF-8, others → U+FFFD.
+
+    websockets decodes header bytes as ISO-8859-1, so a UTF-8 ``café`` would reach the auth
+    function as ``cafÃ©``; re-encoding as ISO-8859-1 gives back the bytes exactly (the http port's
+    policy, ``http._text``).
+    """
+    if value.isascii():
+        return value
+    return value.encode("iso-8859-1").decode("utf-8", "replace")
 
 
 def _now_ms() -> int:
@@ -737,7 +750,7 @@ class StreamsWorker(BuiltinWorker):
             address = ws.remote_address
             data = {
                 "addr": f"{address[0]}:{address[1]}" if isinstance(address, tuple) else str(address),
-                "headers": {name.lower(): value for name, value in request.headers.raw_items()},
+                "headers": {name.lower(): _text(value) for name, value in request.headers.raw_items()},
                 "path": path,
                 "query_params": parse_qs(query),
             }

@@ -233,6 +233,36 @@ async def test_custom_auth_function_context_reaches_join(engine_factory: Any, tm
         assert joins.payloads[0]["context"] == {"user": "ada"}
 
 
+async def test_auth_function_gets_header_values_decoded_as_utf8(engine_factory: Any, tmp_path: Path) -> None:
+    """websockets decodes header bytes as ISO-8859-1 (UTF-8 ``café`` would arrive as ``cafÃ©``);
+    the auth function gets them as UTF-8, bytes that are not UTF-8 as U+FFFD (the http port's
+    policy). A raw handshake, since a client library sends only UTF-8."""
+    config = tmp_path / "engine.toml"
+    config.write_text('[streams]\nauth_function = "auth::streams"\n', encoding="utf-8")
+    proc = engine_factory(config=config)
+    auth = Recorder(result={"context": None})
+    host, port = proc.streams_url.removeprefix("ws://").rsplit(":", 1)
+    with client(proc.url) as iii:
+        iii.register_function("auth::streams", auth)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(
+                b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                b"X-Utf8: caf\xc3\xa9 \xe2\x98\x83\r\nX-Latin-1: caf\xe9\r\nX-Ascii: plain\r\n\r\n"
+            )
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10 * FACTOR)
+        finally:
+            writer.close()
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        headers = auth.wait(1)[0]["headers"]
+    assert (headers["x-utf8"], headers["x-latin-1"], headers["x-ascii"]) == (
+        "caf\u00e9 \u2603",
+        "caf\ufffd",
+        "plain",
+    )
+
+
 async def test_a_subscriber_that_stops_reading_is_disconnected(engine_factory: Any, tmp_path: Path) -> None:
     config = tmp_path / "engine.toml"
     config.write_text("[streams]\nmax_buffered_bytes = 1048576\n", encoding="utf-8")
