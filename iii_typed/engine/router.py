@@ -25,7 +25,6 @@ import asyncio
 import contextvars
 import hmac
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
@@ -75,6 +74,7 @@ from .builtins.base import (
     WebSocketRoute,
     WorkerMetricsSource,
     parse_input,
+    valid_traceparent,
 )
 from .connection import Pending, WorkerConnection, sanitize_text
 from .functions import FunctionEntry, FunctionRegistry
@@ -117,8 +117,6 @@ _UNSET: Any = object()
 _CALL_TRACE: Final[contextvars.ContextVar[tuple[str | None, str | None] | None]] = contextvars.ContextVar(
     "iii_engine_call_trace", default=None
 )
-#: A W3C ``traceparent`` (version 00 layout; all-zero ids are invalid and checked separately).
-_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _REGISTRATIONS: Final = (
     RegisterFunction,
     UnregisterFunction,
@@ -1264,7 +1262,7 @@ class Router:
         A missing or malformed ``traceparent`` (W3C layout, non-zero ids) changes nothing.
         """
         traceparent = traceparent.strip() if traceparent is not None else None
-        if traceparent is None or not _valid_traceparent(traceparent):
+        if traceparent is None or not valid_traceparent(traceparent):
             yield
             return
         token = _CALL_TRACE.set((traceparent, baggage or None))
@@ -1304,11 +1302,3 @@ class Router:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _valid_traceparent(value: str) -> bool:
-    """A W3C ``traceparent`` an OpenTelemetry propagator accepts (lower-case hex, ids not zero)."""
-    if _TRACEPARENT.fullmatch(value) is None or value.startswith("ff"):
-        return False
-    _, trace_id, span_id, _ = value.split("-")
-    return trace_id != "0" * 32 and span_id != "0" * 16

@@ -44,6 +44,7 @@ The engine side of the contract is :class:`EngineServices`, the only engine API 
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -80,7 +81,11 @@ __all__ = [
     "WorkerMetricsSource",
     "deserialization_message",
     "parse_input",
+    "valid_traceparent",
 ]
+
+#: A W3C ``traceparent`` (version 00 layout; all-zero ids are invalid and checked separately).
+_TRACEPARENT: Final = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 class _JsonNull:
@@ -633,3 +638,16 @@ def parse_input(function: BuiltinFunction, data: Any) -> Any:
         return model.model_validate(data, strict=function.strict)
     except ValidationError as exc:
         raise BuiltinError("deserialization_error", deserialization_message(function.id, exc)) from None
+
+
+def valid_traceparent(value: str) -> bool:
+    """A W3C ``traceparent`` an OpenTelemetry propagator accepts (lower-case hex, ids not zero).
+
+    The one check for the engine: a call's context is continued (router) and an engine span or a
+    log joins a trace (observability) only when it passes. ``value`` is taken as is (strip it
+    first if surrounding whitespace is tolerated).
+    """
+    if _TRACEPARENT.fullmatch(value) is None or value.startswith("ff"):
+        return False
+    _, trace_id, span_id, _ = value.split("-")
+    return trace_id != "0" * 32 and span_id != "0" * 16

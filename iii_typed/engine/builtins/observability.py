@@ -52,6 +52,7 @@ import collections
 import gc
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Final, Literal
@@ -82,6 +83,7 @@ from .base import (
     HealthComponent,
     TriggerBinding,
     TriggerRegistrationError,
+    valid_traceparent,
 )
 
 __all__ = [
@@ -95,6 +97,9 @@ __all__ = [
     "TracesListInput",
     "TracesTreeInput",
 ]
+
+#: A hexadecimal id of a log record (``trace_id``, ``span_id``): ASCII hex digits only.
+_HEX: Final = re.compile(r"[0-9a-fA-F]+")
 
 log = logging.getLogger("iii_typed.engine.observability")
 
@@ -383,17 +388,14 @@ def _parse_baggage(header: str | None) -> dict[str, str]:
 
 
 def _trace_context(traceparent: str | None) -> tuple[str, str] | None:
+    """``(trace id, parent span id)`` of a valid ``traceparent`` (the router's check), else ``None``."""
     if not traceparent:
         return None
-    parts = traceparent.strip().split("-")
-    if len(parts) < 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+    value = traceparent.strip()
+    if not valid_traceparent(value):
         return None
-    try:
-        if not int(parts[1], 16) or not int(parts[2], 16):
-            return None
-    except ValueError:
-        return None
-    return parts[1].lower(), parts[2].lower()
+    _, trace_id, span_id, _ = value.split("-")
+    return trace_id, span_id
 
 
 def _data_attributes(data: Any) -> dict[str, Any]:
@@ -974,11 +976,8 @@ class ObservabilityWorker(BuiltinWorker):
 
 
 def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return True
+    """Only ASCII hex digits (``int(text, 16)`` also takes ``0x``, ``+``, ``_`` and other digits)."""
+    return _HEX.fullmatch(text) is not None
 
 
 BUILTIN = ObservabilityWorker

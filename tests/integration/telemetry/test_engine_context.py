@@ -434,6 +434,66 @@ async def test_an_http_request_with_a_traceparent_header_continues_that_trace(en
         await _close(worker)
 
 
+def _malformed_contexts() -> dict[str, tuple[str, str, str]]:
+    """``{case: (traceparent, trace_id, span_id)}`` whose ids ``int(…, 16)`` takes but W3C does not."""
+    cases = {}
+    for case, bad_trace, bad_span in (
+        ("a leading + in the trace id", lambda t: "+" + t[1:], None),
+        ("a _ in the trace id", lambda t: t[:16] + "_" + t[17:], None),
+        ("a non-ASCII digit in the trace id", lambda t: t[:16] + "\u0664" + t[17:], None),
+        ("upper-case hex", str.upper, None),
+        ("a leading + in the span id", None, lambda s: "+" + s[1:]),
+        ("a fullwidth digit in the span id", None, lambda s: "\uff11" + s[1:]),
+    ):
+        _, _, trace_id, span_id = _context()
+        trace_id = bad_trace(trace_id) if bad_trace else trace_id
+        span_id = bad_span(span_id) if bad_span else span_id
+        cases[case] = (f"00-{trace_id}-{span_id}-01", trace_id, span_id)
+    return cases
+
+
+async def test_a_malformed_traceparent_is_not_continued_by_engine_spans_or_logs(engine):
+    """The ids of a call's ``traceparent`` get the router's strict W3C check before an engine
+    ``call <fn>`` span or an ``engine::log::*`` record joins that trace; a malformed one is not
+    used (no engine span, a log without trace id) and malformed ids given to a log are refused."""
+    worker = await open_worker(engine.url)
+    try:
+        malformed = _malformed_contexts()
+        for traceparent, _, _ in malformed.values():
+            await worker.result("engine::functions::list", {}, traceparent=traceparent)
+        # control: a valid context gets its engine span (stored before the result is sent)
+        valid, _, valid_trace, valid_span = _context()
+        await worker.result("engine::functions::list", {}, traceparent=valid)
+        listed = await worker.result("engine::traces::list", {"include_internal": True, "limit": 100_000})
+        spans = listed["spans"]
+        assert [s["parent_span_id"] for s in spans if s["trace_id"] == valid_trace] == [valid_span]
+        joined = {
+            case: span["name"]
+            for case, (_, trace_id, span_id) in malformed.items()
+            for span in spans
+            if span["trace_id"].lower() == trace_id.lower() or span.get("parent_span_id") == span_id
+        }
+        assert joined == {}, joined
+
+        for case, (traceparent, _, _) in malformed.items():
+            await worker.result(
+                "engine::log::info", {"message": f"log {case} {valid_trace}"}, traceparent=traceparent
+            )
+        await worker.result("engine::log::info", {"message": f"control {valid_trace}"}, traceparent=valid)
+        logs = (await worker.result("engine::logs::list", {"limit": 100_000}))["logs"]
+        ours = {log["body"]: log.get("trace_id") for log in logs if valid_trace in str(log.get("body"))}
+        assert ours.pop(f"control {valid_trace}") == valid_trace, ours
+        assert ours == {f"log {case} {valid_trace}": None for case in malformed}, ours
+        for case, (_, trace_id, span_id) in malformed.items():
+            field, value = ("span_id", span_id) if "span id" in case else ("trace_id", trace_id)
+            if case == "upper-case hex":
+                continue  # an explicit id may be upper-case (the OTLP JSON encoding allows it)
+            reply = await worker.call("engine::log::info", {"message": "m", field: value})
+            assert reply.get("error", {}).get("code") == "INVALID_ARGUMENTS", (case, reply)
+    finally:
+        await _close(worker)
+
+
 async def test_a_cron_job_registered_by_a_traced_call_still_starts_new_traces(fresh_engine):
     worker = await open_worker(fresh_engine.url)
     try:
