@@ -69,7 +69,7 @@ DETAIL_FANOUT = 16
 #: ones the ``trace`` trigger named; older ones are skipped (counted, see ``sampling`` events).
 TRACE_FETCH_MAX_IDS = 200
 #: At least this many seconds between the starts of two fetches of pushed traces.
-TRACE_FETCH_MIN_INTERVAL_S = 0.5
+TRACE_FETCH_MIN_INTERVAL_S = 1.0
 #: At most this many spans per fetch of pushed traces (a few huge traces cannot make one
 #: answer huge; the store keeps at most 2,000 spans of a trace anyway).
 TRACE_FETCH_MAX_SPANS = 4000
