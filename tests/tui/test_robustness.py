@@ -162,3 +162,33 @@ def test_no_fixed_pauses_in_dashboard_tests() -> None:
             if pattern.search(line) and "pattern" not in line:
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+async def test_the_waterfall_keeps_the_selected_span_when_it_is_redrawn() -> None:
+    """Its rows are rebuilt (new objects) when the trace changes; the span under the cursor
+    stays selected, and a clock tick alone does not rebuild them."""
+    from iii_tui.screens import TraceScreen
+    from iii_tui.views import default_trace
+
+    app, source = await _loaded_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(lambda: source.done.is_set() and not app._pending, what="replayed")
+        tid = default_trace(app.store)
+        assert tid is not None
+        app.open_trace(tid)
+        await wait_until(lambda: isinstance(app.screen, TraceScreen), what="trace screen")
+        screen = app.screen
+        assert isinstance(screen, TraceScreen)
+        await wait_until(lambda: len(screen.ring.items) > 1, what="a call chain")
+        await pilot.press("down")
+        await wait_until(lambda: screen.ring.cursor == 1, what="the second span selected")
+        chosen = screen.ring.selected.span_id
+        rows = screen.ring.items
+        screen.refresh_view(sections=frozenset({"clock"}))
+        assert screen.ring.items is rows  # a tick: nothing rebuilt
+        app.store.touch("traces")  # the trace changed: rebuilt
+        screen.refresh_view(sections=frozenset({"traces"}))
+        assert screen.ring.items is not rows and [r.span_id for r in screen.ring.items] == [
+            r.span_id for r in rows
+        ]
+        assert screen.ring.cursor == 1 and screen.ring.selected.span_id == chosen

@@ -712,11 +712,26 @@ class TraceScreen(DashScreen):
             self.ring.set_items([])
             self.query_one("#detail", Static).update("Open one from Invocations (Enter or t).")
             return
+        # rebuilt only when the trace (or the worker names) changed, not on every clock tick
+        key = (
+            tid,
+            store.versions["traces"],
+            store.versions["functions"],
+            store.versions["missing"],
+            self.flt,
+        )
+        if key == getattr(self, "_rows_key", None):
+            return
+        self._rows_key = key
         rows = waterfall_rows(store.trace_spans(tid), store.worker_of)
         self._total = total_ms(rows) or 1.0
         self.set_title(f"{tid} · {len(rows)} span(s) · {self._total:.1f} ms")
         head.update(f" {'SPAN':<30} {'WORKER':<12} {'DURATION':>10} 0 … {self._total:.1f} ms")
+        selected = self.ring.selected if self.ring.cursor is not None else None
         self.ring.set_items(rows)
+        if isinstance(selected, WaterfallRow):  # the rows are new objects: keep the span selected
+            same = [i for i, row in enumerate(rows) if row.span_id == selected.span_id]
+            self.ring.cursor = same[0] if same else self.ring.cursor
         if self.ring.cursor is None and rows:
             self.ring.cursor = 0
         self.update_detail()
