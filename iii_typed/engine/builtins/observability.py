@@ -464,7 +464,7 @@ class ObservabilityWorker(BuiltinWorker):
         self.connections = 0
         self._log_bindings: dict[str, tuple[TriggerBinding, str]] = {}
         self._trace_bindings: dict[str, tuple[TriggerBinding, str | None, str | None]] = {}
-        self._pending_traces: dict[str, set[str]] = {}
+        self._pending_traces: dict[str, dict[str, None]] = {}  # ids in arrival order (dict as an ordered set)
         self._flush_handle: asyncio.TimerHandle | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -794,8 +794,8 @@ class ObservabilityWorker(BuiltinWorker):
                 if status is not None and span.status != status:
                     continue
                 if ids is None:
-                    ids = self._pending_traces.setdefault(binding_id, set())
-                ids.add(span.trace_id)
+                    ids = self._pending_traces.setdefault(binding_id, {})
+                ids[span.trace_id] = None
         if self._pending_traces and self._flush_handle is None:
             self._flush_handle = asyncio.get_running_loop().call_later(self._coalesce, self._flush_traces)
 
@@ -806,7 +806,7 @@ class ObservabilityWorker(BuiltinWorker):
         for binding_id, ids in pending.items():
             entry = self._trace_bindings.get(binding_id)
             if entry is not None and ids:
-                services.spawn(services.fire(entry[0], {"trace_ids": sorted(ids)}), name="fire:trace")
+                services.spawn(services.fire(entry[0], {"trace_ids": list(ids)}), name="fire:trace")
 
     # -- functions -----------------------------------------------------------------------------
     async def _logs_list(self, data: LogsListInput, ctx: CallContext) -> dict[str, Any]:

@@ -459,7 +459,8 @@ async def test_trace_trigger_coalesces_trace_ids(fresh_engine, query):
         return len(listed["registered_triggers"])
 
     wait_for(lambda: bindings() == 2, what="both bindings active")
-    ok_trace, error_trace = _hex(16), _hex(16)
+    # Sorted order would put the error trace first: the batch must keep arrival order.
+    ok_trace, error_trace = "f" + _hex(16)[1:], "0" + _hex(16)[1:]
     await _send(
         fresh_engine.url,
         _frame(b"OTLP", python_span(service, "a", trace_id=ok_trace, span_id=_hex(8))),
@@ -480,3 +481,4 @@ async def test_trace_trigger_coalesces_trace_ids(fresh_engine, query):
     with lock:
         assert all(set(batch) == {"trace_ids"} for batch in every)
         assert len(every) <= 2  # coalesced, not one fire per span
+        assert [i for batch in every for i in batch["trace_ids"]] == [ok_trace, error_trace]
