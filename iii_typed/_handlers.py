@@ -29,6 +29,7 @@ from . import context as _context
 from ._wire import encode_frame, too_large_error
 from .channels import ChannelFactory, resolve_channel_refs
 from .formats import first_parameter_annotation, unresolved_hints
+from .protocol import codec
 from .protocol.frames import MAX_MESSAGE_BYTES, ErrorBody, InvocationResult, InvokeFunction
 
 __all__ = [
@@ -160,18 +161,32 @@ class _HandlerInputError(Exception):
     """The payload does not validate against a typed handler's model."""
 
 
+#: Whether an InvocationContext can be made by filling its ``__dict__`` (a plain frozen dataclass):
+#: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, which makes
+#: it cost as much as decoding the frame.
+_FILL_CONTEXT = not hasattr(_context.InvocationContext, "__slots__") and not hasattr(
+    _context.InvocationContext, "__post_init__"
+)
+
+
 def invocation_context(frame: InvokeFunction) -> _context.InvocationContext:
     """The :class:`~iii_typed.context.InvocationContext` for an incoming call."""
     data = frame.data
     caller = data.get(CALLER_KEY) if isinstance(data, dict) else None
-    return _context.InvocationContext(
-        function_id=frame.function_id,
-        invocation_id=str(frame.invocation_id) if frame.invocation_id is not None else None,
-        metadata=frame.metadata,
-        traceparent=frame.traceparent,
-        baggage=frame.baggage,
-        caller_worker_id=caller if isinstance(caller, str) else None,
-    )
+    invocation_id = frame.invocation_id
+    fields: dict[str, Any] = {
+        "function_id": frame.function_id,
+        "invocation_id": codec.uuid_text(invocation_id) if invocation_id is not None else None,
+        "metadata": frame.metadata,
+        "traceparent": frame.traceparent,
+        "baggage": frame.baggage,
+        "caller_worker_id": caller if isinstance(caller, str) else None,
+    }
+    if not _FILL_CONTEXT:
+        return _context.InvocationContext(**fields)
+    context = object.__new__(_context.InvocationContext)
+    context.__dict__.update(fields)
+    return context
 
 
 def _arguments(spec: HandlerSpec, data: Any, metadata: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -230,14 +245,17 @@ def _exception_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"  # KeyboardInterrupt, SystemExit: keep the kind visible
 
 
-def _result_frame(function_id: str, invocation_id: UUID, value: Any, traceparent: str | None = None) -> bytes:
-    frame = InvocationResult(
-        type="invocationresult", invocation_id=invocation_id, function_id=function_id, result=value
-    )
-    if traceparent is not None:
-        frame.traceparent = traceparent
+def _result_frame(
+    function_id: str,
+    invocation_id: UUID,
+    value: Any,
+    traceparent: str | None = None,
+    id_text: str | None = None,
+) -> bytes:
     try:
-        data = encode_frame(frame)
+        data = codec.encode_result(
+            invocation_id if id_text is None else id_text, function_id, value, traceparent
+        )
     except (PydanticSerializationError, ValueError, TypeError) as exc:
         return build_error_result(
             function_id,
@@ -311,9 +329,10 @@ def run_sync(
     Returns:
         The encoded ``invocationresult``, or ``None`` when no result is wanted.
     """
-    token = _context._enter(invocation_context(frame))
+    context = invocation_context(frame)
+    token = _context._enter(context)
     try:
-        args, kwargs = _arguments(spec, data, frame.metadata)
+        args, kwargs = _arguments(spec, data, context.metadata)
         value = spec.fn(*args, **kwargs)
         if inspect.isawaitable(value):
             value = await_on_loop(value)
@@ -321,18 +340,22 @@ def run_sync(
         return _failure_frame(spec, frame, exc, scope)
     finally:
         _context._leave(token)
-    return _success_frame(spec, frame, value, scope)
+    return _success_frame(spec, frame, value, scope, context.invocation_id)
 
 
 def _success_frame(
-    spec: HandlerSpec, frame: InvokeFunction, value: Any, scope: HandlerScope | None
+    spec: HandlerSpec,
+    frame: InvokeFunction,
+    value: Any,
+    scope: HandlerScope | None,
+    id_text: str | None = None,
 ) -> bytes | None:
     traceparent = None
     if scope is not None:
         traceparent = _tell_scope(scope, scope.succeeded, value)
     if frame.invocation_id is None:
         return None
-    return _result_frame(spec.function_id, frame.invocation_id, value, traceparent)
+    return _result_frame(spec.function_id, frame.invocation_id, value, traceparent, id_text)
 
 
 async def run_async(
@@ -345,9 +368,10 @@ async def run_async(
     ``invocation_failed``: raised out of a task, the first two would stop the SDK's event loop.
     Only the cancellation of this task itself (at shutdown) propagates.
     """
-    token = _context._enter(invocation_context(frame))
+    context = invocation_context(frame)
+    token = _context._enter(context)
     try:
-        args, kwargs = _arguments(spec, data, frame.metadata)
+        args, kwargs = _arguments(spec, data, context.metadata)
         value = spec.fn(*args, **kwargs)
         if inspect.isawaitable(value):
             value = await value
@@ -360,4 +384,4 @@ async def run_async(
         return _failure_frame(spec, frame, exc, scope)
     finally:
         _context._leave(token)
-    return _success_frame(spec, frame, value, scope)
+    return _success_frame(spec, frame, value, scope, context.invocation_id)

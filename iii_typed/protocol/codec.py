@@ -23,9 +23,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from ..errors import FrameDecodeError
 from .frames import MAX_MESSAGE_BYTES, Frame, FrameModel
 
-__all__ = ["decode", "encode", "encode_json_value", "peek_type"]
+__all__ = [
+    "decode",
+    "encode",
+    "encode_invoke",
+    "encode_json_value",
+    "encode_result",
+    "peek_type",
+    "uuid_text",
+]
 
 _FRAME_ADAPTER: TypeAdapter[FrameModel] = TypeAdapter(Frame)
+#: The adapter's core validator, called directly: the adapter's Python wrapper costs about a
+#: tenth of a frame's validation.
+_FRAME_VALIDATOR = _FRAME_ADAPTER.validator
 _VALUE_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 
 
@@ -111,6 +122,92 @@ def encode_json_value(value: Any) -> bytes:
     return _VALUE_ADAPTER.dump_json(value, by_alias=True)
 
 
+# -- the two frames of every round trip, written without building their models -----------------
+# Byte for byte what :func:`encode` writes for the same model (field order, set fields only,
+# compact JSON, the same pydantic serializer for every value); a test compares both.
+_to_json = _VALUE_ADAPTER.serializer.to_json
+_STRINGS: dict[str, bytes] = {}  # JSON of recurring strings (function ids, namespaces)
+_STRINGS_MAX = 4096
+
+
+def _json_str(text: str) -> bytes:
+    data = _STRINGS.get(text)
+    if data is None:
+        data = _to_json(text)
+        if len(_STRINGS) >= _STRINGS_MAX:
+            _STRINGS.clear()
+        _STRINGS[text] = data
+    return data
+
+
+def encode_invoke(
+    function_id: str,
+    data: Any,
+    invocation_id: str | None = None,
+    *,
+    traceparent: str | None = None,
+    baggage: str | None = None,
+    metadata: Any = None,
+    namespace: str | None = None,
+) -> bytes:
+    """``encode(InvokeFunction(type="invokefunction", ...))`` of a call without ``action``: ``data``
+    always set, each other field set when not ``None``.
+
+    Args:
+        invocation_id: A UUID in canonical form (lowercase, hyphenated), as the model writes it.
+
+    Raises:
+        pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
+    """
+    out = b'{"type":"invokefunction"'
+    if invocation_id is not None:
+        out += b',"invocation_id":"' + invocation_id.encode() + b'"'
+    out += b',"function_id":' + _json_str(function_id) + b',"data":' + _to_json(data, by_alias=True)
+    if traceparent is not None:
+        out += b',"traceparent":' + _to_json(traceparent)
+    if baggage is not None:
+        out += b',"baggage":' + _to_json(baggage)
+    if metadata is not None:
+        out += b',"metadata":' + _to_json(metadata, by_alias=True)
+    if namespace is not None:
+        out += b',"namespace":' + _json_str(namespace)
+    return out + b"}"
+
+
+def uuid_text(value: UUID) -> str:
+    """The canonical text of a UUID, as frames carry it (``str(value)``, at less than half the cost)."""
+    text: str = _to_json(value)[1:-1].decode()
+    return text
+
+
+def encode_result(
+    invocation_id: UUID | str, function_id: str, result: Any, traceparent: str | None = None
+) -> bytes:
+    """``encode(InvocationResult(type="invocationresult", invocation_id=..., function_id=...,
+    result=...))``, with ``traceparent`` set when not ``None``.
+
+    Args:
+        invocation_id: A UUID, or its canonical text (:func:`uuid_text`).
+
+    Raises:
+        pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
+    """
+    quoted = (
+        _to_json(invocation_id) if isinstance(invocation_id, UUID) else b'"' + invocation_id.encode() + b'"'
+    )
+    out = (
+        b'{"type":"invocationresult","invocation_id":'
+        + quoted
+        + b',"function_id":'
+        + _json_str(function_id)
+        + b',"result":'
+        + _to_json(result, by_alias=True)
+    )
+    if traceparent is not None:
+        out += b',"traceparent":' + _to_json(traceparent)
+    return out + b"}"
+
+
 def decode(message: bytes | bytearray | memoryview | str) -> FrameModel:
     """Parse one WebSocket message into a frame model.
 
@@ -131,9 +228,10 @@ def decode(message: bytes | bytearray | memoryview | str) -> FrameModel:
     if isinstance(message, memoryview):
         message = bytes(message)
     try:
-        return _FRAME_ADAPTER.validate_json(message)
+        frame: FrameModel = _FRAME_VALIDATOR.validate_json(message)
     except ValidationError as exc:
         raise _classify(message, exc) from None
+    return frame
 
 
 def peek_type(message: bytes | bytearray | str) -> str | None:
