@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.protocol import State
 
 from ._transport import coalesce_writes
 from ._wire import SINGLE_FRAME_BYTES, encode_frame, fragments
@@ -383,6 +384,38 @@ class Connection:
             await ws.send(data, text=True)
 
     # -- sending -------------------------------------------------------------------------
+    def write_now(self, data: bytes) -> bool:
+        """Write ``data`` to the socket at once, without a coroutine, when :meth:`send` would write
+        it without waiting either; ``False`` (nothing written) means: use :meth:`send`.
+
+        That is the common case: connected, the socket open, no fragmented message being
+        written, a message of one frame. It does exactly what ``websockets``' ``send`` does
+        before its flow-control wait (websockets is pinned), minus that wait: a frame written
+        here still counts towards the transport's buffer, so later :meth:`send` calls wait for
+        it to drain. Callers use it for frames whose sender waits for an answer anyway
+        (``invokefunction`` with an id) or for results.
+        """
+        ws = self._ws
+        if (
+            not self._ready
+            or ws is None
+            or ws.send_in_progress is not None
+            or ws.protocol.state is not State.OPEN
+            or len(data) > SINGLE_FRAME_BYTES
+            or ws.transport.is_closing()
+        ):
+            return False
+        ws.protocol.send_text(data)
+        try:
+            ws.send_data()
+        except Exception as exc:  # as websockets' send_context: the connection is lost
+            log.debug("error while writing a frame", exc_info=True)
+            ws.set_connection_exc(exc)
+            ws.transport.abort()
+            self._ready = False
+            return False  # send() keeps the frame for the next connection, as it would have
+        return True
+
     async def send(
         self,
         data: bytes,

@@ -23,7 +23,14 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Final, TypeVar
 
-__all__ = ["HandlerCapacityError", "HandlerThreads", "LoopThread", "is_own_cancellation", "new_event_loop"]
+__all__ = [
+    "HandlerCapacityError",
+    "HandlerThreads",
+    "Handoff",
+    "LoopThread",
+    "is_own_cancellation",
+    "new_event_loop",
+]
 
 log = logging.getLogger("iii_typed")
 
@@ -86,6 +93,15 @@ class _Hop:
         self.task: asyncio.Task[Any] | None = None
         self.abandoned = False
 
+    def start(self) -> None:
+        """Start the coroutine as a task (on the SDK loop), unless its waiter gave up already."""
+        if self.abandoned:
+            self.coro.close()
+            return
+        task = self.owner.loop.create_task(self.coro)
+        self.task = task
+        task.add_done_callback(self.finished)
+
     def finished(self, task: asyncio.Task[Any]) -> None:
         """Done callback of the task (on the SDK loop)."""
         if self.loop is None:
@@ -97,14 +113,14 @@ class _Hop:
                 future.set_exception(exc)
             else:
                 future.set_result(task.result())
+            return
+        assert isinstance(self.future, asyncio.Future)
+        if task.cancelled():
+            self.owner._deliver(self.loop, self.future, None, _CANCELLED)
+        elif (exc := task.exception()) is not None:
+            self.owner._deliver(self.loop, self.future, None, exc)
         else:
-            self.owner._hand_back(self)
-
-    def retrieve(self) -> None:
-        """Mark the task's exception as retrieved (its waiter is gone)."""
-        task = self.task
-        if task is not None and not task.cancelled():
-            task.exception()
+            self.owner._deliver(self.loop, self.future, task.result(), None)
 
     def refuse(self) -> None:
         """The loop shut down before the coroutine started."""
@@ -126,24 +142,86 @@ def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
         future.set_exception(error)
 
 
-def _settle(hops: list[_Hop]) -> None:
-    """Copy the outcome of finished hops to their futures (on the waiting loop)."""
-    for hop in hops:
-        task = hop.task
-        assert task is not None
-        future = hop.future
-        if task.cancelled():
-            if not future.done():
-                future.cancel()
-            continue
-        exc = task.exception()
-        if future.done():
-            continue
-        assert isinstance(future, asyncio.Future)
-        if exc is not None:
+class _Cancelled(Exception):
+    """Marks a hop whose task was cancelled: its waiting future is cancelled too."""
+
+
+_CANCELLED: Final = _Cancelled()
+
+
+class Handoff:
+    """A call another thread asked the SDK loop to start, and where its outcome goes.
+
+    Made by :meth:`LoopThread.start_call` / :meth:`LoopThread.call_blocking`. On the SDK loop,
+    ``fn(arg, handoff)`` starts the work and later completes the handoff like an asyncio future
+    (:meth:`done`, :meth:`set_result`, :meth:`set_exception`); no task is created for it. The
+    outcome goes to ``future``: an asyncio future of the waiting loop (``loop``), handed over in a
+    batch (see :meth:`LoopThread._deliver`), or a concurrent future a blocked thread waits on
+    (``loop`` is ``None``). ``abandoned`` is set by the waiter when it stops waiting.
+    """
+
+    __slots__ = ("_done", "abandoned", "arg", "fn", "future", "loop", "owner")
+
+    def __init__(
+        self,
+        owner: LoopThread,
+        fn: Callable[[Any, Handoff], None],
+        arg: Any,
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[Any] | Future[Any],
+    ) -> None:
+        self.owner = owner
+        self.fn = fn
+        self.arg = arg
+        self.loop = loop
+        self.future = future
+        self.abandoned = False
+        self._done = False
+
+    def start(self) -> None:
+        """Run ``fn(arg, self)`` on the SDK loop, unless the waiter gave up already."""
+        if self.abandoned:
+            return
+        try:
+            self.fn(self.arg, self)
+        except BaseException as exc:  # a bug must still answer the waiter
+            log.exception("error while starting a call on the SDK loop")
+            if not self._done:
+                self.set_exception(exc)
+
+    def done(self) -> bool:
+        """Whether the outcome was set."""
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        """Complete with ``value`` (ignored when already complete)."""
+        if self._done:
+            return
+        self._done = True
+        future = self.future
+        if self.loop is None:
+            assert isinstance(future, Future)
+            future.set_result(value)
+        else:
+            assert isinstance(future, asyncio.Future)
+            self.owner._deliver(self.loop, future, value, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        """Complete with ``exc`` (ignored when already complete)."""
+        if self._done:
+            return
+        self._done = True
+        future = self.future
+        if self.loop is None:
+            assert isinstance(future, Future)
             future.set_exception(exc)
         else:
-            future.set_result(task.result())
+            assert isinstance(future, asyncio.Future)
+            self.owner._deliver(self.loop, future, None, exc)
+
+    def refuse(self) -> None:
+        """The loop shut down before the call started."""
+        self.set_exception(RuntimeError("the iii client is shut down"))
 
 
 class LoopThread:
@@ -156,10 +234,13 @@ class LoopThread:
     def __init__(self, name: str = "iii-loop") -> None:
         self.loop = new_event_loop()
         self._ready = threading.Event()
-        self._inbox: list[_Hop] = []  # hops posted by other threads, started in order
+        self._inbox: list[_Hop | Handoff] = []  # posted by other threads, started in order
         self._inbox_lock = threading.Lock()
         self._closed = False  # under _inbox_lock: no more hops are accepted
-        self._outbox: list[_Hop] = []  # finished hops to hand back (loop thread only)
+        # Outcomes on their way to waiting loops (see _deliver); a loop is a key only while a
+        # delivery to it is scheduled.
+        self._mail: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+        self._mail_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name=f"{name}-{next(_ids)}", daemon=True)
         self.thread.start()
         self._ready.wait()
@@ -197,7 +278,6 @@ class LoopThread:
             except Exception:  # pragma: no cover - best effort at teardown
                 log.debug("error while draining the SDK loop", exc_info=True)
             finally:
-                self._flush_outbox()
                 self.loop.close()
 
     def on_loop_thread(self) -> bool:
@@ -233,6 +313,45 @@ class LoopThread:
             self.call_soon(self._cancel_hop, hop)
             raise
 
+    def call_blocking(
+        self,
+        fn: Callable[[Any, Handoff], None],
+        arg: Any,
+        name: str,
+        abandon: Callable[[Handoff], None],
+    ) -> Any:
+        """Start ``fn(arg, handoff)`` on the loop (no task) and block until it completes the handoff.
+
+        When the wait is interrupted (``KeyboardInterrupt``), ``abandon(handoff)`` runs on the loop.
+
+        Raises:
+            RuntimeError: called on the loop thread itself (it would deadlock), or after shutdown.
+        """
+        if self.on_loop_thread():
+            raise RuntimeError(ON_LOOP_MESSAGE.format(name=name))
+        future: Future[Any] = Future()
+        handoff = Handoff(self, fn, arg, None, future)
+        self._post(handoff)
+        try:
+            return future.result()
+        except BaseException:
+            handoff.abandoned = True
+            self.call_soon(abandon, handoff)
+            raise
+
+    def start_call(
+        self, fn: Callable[[Any, Handoff], None], arg: Any, loop: asyncio.AbstractEventLoop
+    ) -> Handoff:
+        """Start ``fn(arg, handoff)`` on the SDK loop for a waiter on ``loop`` (another thread's
+        running loop); await ``handoff.future`` there. No task is created on either side.
+
+        Raises:
+            RuntimeError: after shutdown.
+        """
+        handoff = Handoff(self, fn, arg, loop, loop.create_future())
+        self._post(handoff)
+        return handoff
+
     async def run_async(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the SDK loop from any event loop (hopping over when needed).
 
@@ -251,55 +370,65 @@ class LoopThread:
             self.call_soon(self._cancel_hop, hop)
             raise
 
-    # -- hops: coroutines other threads run on this loop (run_sync / run_async) ---------------
-    # Batched both ways: a burst of calls costs one wakeup of the loop, and the results that
-    # finish in one loop iteration go back to each waiting loop with one wakeup (perf.md §2.6:
-    # every cross-thread wakeup is a syscall and, in a busy process, a GIL hand-off).
-    def _post(self, hop: _Hop) -> None:
+    # -- hops: work other threads run on this loop (run_sync / run_async / call_blocking /
+    # start_call). Batched both ways (perf.md §2.6: every cross-thread wakeup is a syscall and, in
+    # a busy process, a GIL hand-off): the first item posted wakes the loop and the ones posted
+    # before it runs ride along; the first outcome for a waiting loop wakes it at once and the
+    # ones finished before it runs ride along.
+    def _post(self, item: _Hop | Handoff) -> None:
         with self._inbox_lock:
             closed = self._closed
             if not closed:
-                self._inbox.append(hop)
+                self._inbox.append(item)
                 first = len(self._inbox) == 1
         if closed:
-            hop.coro.close()
+            if isinstance(item, _Hop):
+                item.coro.close()
             raise RuntimeError("the iii client is shut down")
         if first:
             self.loop.call_soon_threadsafe(self._start_hops)
 
     def _start_hops(self) -> None:
         with self._inbox_lock:
-            hops, self._inbox = self._inbox, []
-        for hop in hops:
-            if hop.abandoned:
-                hop.coro.close()
-                continue
-            task = self.loop.create_task(hop.coro)
-            hop.task = task
-            task.add_done_callback(hop.finished)
+            items, self._inbox = self._inbox, []
+        for item in items:
+            item.start()
 
     def _cancel_hop(self, hop: _Hop) -> None:
         hop.abandoned = True
         if hop.task is not None:
             hop.task.cancel()
 
-    def _hand_back(self, hop: _Hop) -> None:
-        if not self._outbox:
-            self.loop.call_soon(self._flush_outbox)
-        self._outbox.append(hop)
-
-    def _flush_outbox(self) -> None:
-        hops, self._outbox = self._outbox, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Hop]] = {}
-        for hop in hops:
-            assert hop.loop is not None
-            by_loop.setdefault(hop.loop, []).append(hop)
-        for loop, batch in by_loop.items():
+    def _deliver(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: Any, exc: Any
+    ) -> None:
+        """Hand an outcome to ``future`` on its (waiting) ``loop``; callable from any thread."""
+        with self._mail_lock:
+            batch = self._mail.get(loop)
+            wake = batch is None
+            if batch is None:
+                batch = self._mail[loop] = []
+            batch.append((future, value, exc))
+        if wake:
             try:
-                loop.call_soon_threadsafe(_settle, batch)
+                loop.call_soon_threadsafe(self._settle, loop)
             except RuntimeError:  # that loop is closed: nobody waits any more
-                for hop in batch:
-                    hop.retrieve()
+                with self._mail_lock:
+                    self._mail.pop(loop, None)
+
+    def _settle(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Copy the outcomes delivered so far to their futures (on the waiting loop)."""
+        with self._mail_lock:
+            batch = self._mail.pop(loop, ())
+        for future, value, exc in batch:
+            if future.done():
+                continue
+            if exc is None:
+                future.set_result(value)
+            elif exc is _CANCELLED:
+                future.cancel()
+            else:
+                future.set_exception(exc)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Schedule ``callback(*args)`` on the loop from any thread (ignored after shutdown)."""

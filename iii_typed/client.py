@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, Final, Generic, Literal, TypeVar, get_args, get_origin
+from typing import Any, Final, Generic, Literal, TypeVar, cast, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -38,7 +38,7 @@ from . import _handlers
 from ._connection import Connection, build_headers
 from ._handlers import HandlerSpec, build_error_result, validation_message
 from ._ids import uuid4_str
-from ._loop import HandlerCapacityError, HandlerThreads, LoopThread, is_own_cancellation
+from ._loop import HandlerCapacityError, HandlerThreads, Handoff, LoopThread, is_own_cancellation
 from ._wire import check_size, encode_frame, find_unserialisable
 from ._worker_info import allocate_unnamed_suffix, resolve_namespace, resolve_worker_name, worker_metadata
 from .channels import Channel, ChannelFactory, create_request
@@ -121,6 +121,9 @@ BARRIER_FUNCTION: Final = "engine::health::check"
 _DEFAULT_NS_PREFIXES: Final = ("engine::", "configuration::")
 
 _SHUTDOWN_MESSAGE: Final = "iii is shutting down"
+
+#: Keys of a trigger request dict prepared without validating it into a TriggerRequest.
+_PLAIN_REQUEST_KEYS: Final = frozenset({"function_id", "payload"})
 
 
 def resolve_engine_url(address: str | None = None) -> str:
@@ -293,7 +296,7 @@ class _Call:
 
 @dataclass(eq=False)
 class _Pending:
-    future: asyncio.Future[Any]
+    future: asyncio.Future[Any] | Handoff  # Handoff: the caller waits on another thread
     call: _Call
     started: float
     timer: asyncio.TimerHandle | None = None
@@ -784,7 +787,18 @@ class III:
         return self._namespace
 
     def _prepare_call(self, request: TriggerRequest | dict[str, Any]) -> _Call:
-        if isinstance(request, TriggerRequest):
+        if type(request) is dict:
+            function_id = request.get("function_id")
+            if (
+                type(function_id) is str
+                and request.keys() <= _PLAIN_REQUEST_KEYS
+                and function_id.strip()  # TriggerRequest's own check
+            ):
+                # ``{"function_id": ..., "payload": ...}``: the TriggerRequest it validates into
+                # has these two values as they are, and every other field unset.
+                return self._prepare_plain(function_id, request.get("payload"))
+            req = TriggerRequest.model_validate(request)
+        elif isinstance(request, TriggerRequest):
             req = request
         elif isinstance(request, dict):
             req = TriggerRequest.model_validate(request)
@@ -794,31 +808,41 @@ class III:
         kind: Literal["sync", "void", "enqueue"] = (
             "void" if isinstance(action, TriggerActionVoid) else "enqueue" if action is not None else "sync"
         )
-        fields: dict[str, Any] = {
-            "type": "invokefunction",
-            "function_id": req.function_id,
-            "data": req.payload,
-        }
         invocation_id: str | None = None
         if kind != "void":
             invocation_id = uuid4_str()  # no system call per id (_ids)
-            fields["invocation_id"] = invocation_id
-        if action is not None:
-            fields["action"] = action.model_dump()
-        if req.metadata is not None:
-            fields["metadata"] = req.metadata
         namespace = self._call_namespace(req.function_id, req.namespace)
-        if namespace is not None:
-            fields["namespace"] = namespace
+        traceparent = baggage = None
         if self._telemetry is not None:  # the caller's trace context (protocol.md §4.5)
             traceparent, baggage = self._telemetry.outgoing()
-            if traceparent is not None:
-                fields["traceparent"] = traceparent
-            if baggage is not None:
-                fields["baggage"] = baggage
-        frame = InvokeFunction.model_validate(fields)
         try:
-            data = encode_frame(frame)
+            if action is None:  # the frame of every plain call, written without its model
+                data = codec.encode_invoke(
+                    req.function_id,
+                    req.payload,
+                    invocation_id,
+                    traceparent=traceparent,
+                    baggage=baggage,
+                    metadata=req.metadata,
+                    namespace=namespace,
+                )
+            else:
+                fields: dict[str, Any] = {
+                    "type": "invokefunction",
+                    "function_id": req.function_id,
+                    "data": req.payload,
+                    "action": action.model_dump(),
+                }
+                for name, value in (
+                    ("invocation_id", invocation_id),
+                    ("metadata", req.metadata),
+                    ("namespace", namespace),
+                    ("traceparent", traceparent),
+                    ("baggage", baggage),
+                ):
+                    if value is not None:
+                        fields[name] = value
+                data = encode_frame(InvokeFunction.model_validate(fields))
         except (PydanticSerializationError, ValueError, TypeError) as exc:
             where = find_unserialisable(req.payload, "payload") or find_unserialisable(
                 req.metadata, "metadata"
@@ -834,6 +858,29 @@ class III:
             timeout_ms=req.timeout_ms or self._options.invocation_timeout_ms,
             data=data,
         )
+
+    def _prepare_plain(self, function_id: str, payload: Any) -> _Call:
+        """:meth:`_prepare_call` of a request with only ``function_id`` and ``payload``."""
+        invocation_id = uuid4_str()
+        traceparent = baggage = None
+        if self._telemetry is not None:
+            traceparent, baggage = self._telemetry.outgoing()
+        try:
+            data = codec.encode_invoke(
+                function_id,
+                payload,
+                invocation_id,
+                traceparent=traceparent,
+                baggage=baggage,
+                namespace=self._call_namespace(function_id, None),
+            )
+        except (PydanticSerializationError, ValueError, TypeError) as exc:
+            where = find_unserialisable(payload, "payload")
+            raise TypeError(
+                f"trigger {function_id!r}: {where or 'the request'} is not JSON-serialisable ({exc})"
+            ) from None
+        check_size(data, f"the request to {function_id!r}", function_id)
+        return _Call(function_id, invocation_id, "sync", self._options.invocation_timeout_ms, data)
 
     def trigger(self, request: TriggerRequest | dict[str, Any]) -> Any:
         """Invoke a function and, without an action, wait for its result (protocol.md §4).
@@ -861,13 +908,27 @@ class III:
         """
         call = self._prepare_call(request)
         self._check_usable()
-        return self._loop.run_sync(self._dispatch(call), "trigger")
+        if call.kind == "void":
+            return self._loop.run_sync(self._dispatch(call), "trigger")
+        return self._finish(call, self._loop.call_blocking(self._begin, call, "trigger", self._abandon))
 
     async def trigger_async(self, request: TriggerRequest | dict[str, Any]) -> Any:
         """Async twin of :meth:`trigger`; may be awaited from any event loop."""
         call = self._prepare_call(request)
         self._check_usable()
-        return await self._loop.run_async(self._dispatch(call))
+        loop = asyncio.get_running_loop()
+        if call.kind == "void" or loop is self._loop.loop:
+            return await self._loop.run_async(self._dispatch(call))
+        # From another thread's loop: the SDK loop starts the call without a task and hands the
+        # outcome back (one wakeup each way, shared by the calls of a burst; _loop).
+        handoff = self._loop.start_call(self._begin, call, loop)
+        try:
+            result = await cast("asyncio.Future[Any]", handoff.future)
+        except asyncio.CancelledError:
+            handoff.abandoned = True
+            self._loop.call_soon(self._abandon, handoff)
+            raise
+        return self._finish(call, result)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -880,7 +941,8 @@ class III:
                 "call connect_async() to try again"
             )
 
-    async def _dispatch(self, call: _Call) -> Any:
+    def _check_dispatch(self, call: _Call) -> None:
+        """On the SDK loop, before a call is sent: the client is usable, and the offline policy."""
         self._check_usable()
         if self._options.offline_calls == "fail" and not self._conn.ready:
             raise InvocationError(
@@ -890,15 +952,64 @@ class III:
                 function_id=call.function_id,
                 invocation_id=call.invocation_id,
             )
+
+    async def _dispatch(self, call: _Call) -> Any:
+        """Send ``call`` and wait for its outcome (on the SDK loop)."""
+        self._check_dispatch(call)
         if call.kind == "void":
             await self._conn.send(call.data)
             return None
         invocation_id = call.invocation_id
         assert invocation_id is not None
-        loop = asyncio.get_running_loop()
-        pending = _Pending(loop.create_future(), call, time.monotonic())
-        pending.timer = loop.call_later(call.timeout_ms / 1000, self._expire, invocation_id)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        pending = self._start_pending(call, future)
+        try:
+            result = await future
+        finally:
+            assert pending.timer is not None
+            pending.timer.cancel()
+            self._pending.pop(invocation_id, None)
+        return self._finish(call, result)
+
+    def _begin(self, call: _Call, handoff: Handoff) -> None:
+        """Start ``call`` (which waits for an answer) for a caller on another thread (SDK loop)."""
+        try:
+            self._check_dispatch(call)
+        except IIIError as exc:
+            handoff.set_exception(exc)
+            return
+        self._start_pending(call, handoff)
+
+    def _abandon(self, handoff: Handoff) -> None:
+        """The caller of a started call stopped waiting (cancelled): forget the call (SDK loop).
+        Its frame may still be sent; a late result is dropped."""
+        call: _Call = handoff.arg
+        assert call.invocation_id is not None
+        pending = self._pending.get(call.invocation_id)
+        if pending is not None and pending.future is handoff:
+            del self._pending[call.invocation_id]
+            if pending.timer is not None:
+                pending.timer.cancel()
+
+    def _start_pending(self, call: _Call, future: asyncio.Future[Any] | Handoff) -> _Pending:
+        """Register a call waiting for its answer in ``future``, arm its timeout and send it:
+        written at once in the common case, else by a task (SDK loop)."""
+        invocation_id = call.invocation_id
+        assert invocation_id is not None
+        pending = _Pending(future, call, time.monotonic())
+        pending.timer = self._loop.loop.call_later(call.timeout_ms / 1000, self._expire, invocation_id)
         self._pending[invocation_id] = pending
+        conn = self._conn
+        if conn.write_now(call.data):
+            pending.generation = conn.generation
+        else:
+            self._track(self._loop.loop.create_task(self._send_pending(pending)))
+        return pending
+
+    async def _send_pending(self, pending: _Pending) -> None:
+        call = pending.call
+        invocation_id = call.invocation_id
+        assert invocation_id is not None
 
         def on_sent() -> None:
             pending.generation = self._conn.generation
@@ -906,21 +1017,40 @@ class III:
         try:
             if await self._conn.send(call.data, on_drop=lambda: self._drop(invocation_id), on_sent=on_sent):
                 on_sent()
-            result = await pending.future
-        finally:
-            pending.timer.cancel()
-            self._pending.pop(invocation_id, None)
-        if call.kind == "enqueue":
-            try:
-                return EnqueueResult.model_validate(result)
-            except ValidationError:
-                raise InvocationError(
-                    "UNKNOWN",
-                    f"unexpected enqueue result for {call.function_id!r}: {result!r}",
-                    function_id=call.function_id,
-                    invocation_id=invocation_id,
-                ) from None
-        return result
+        except BaseException as exc:  # the connection failed for good, or shutdown cancelled us
+            if self._pending.get(invocation_id) is pending:
+                del self._pending[invocation_id]
+                if pending.timer is not None:
+                    pending.timer.cancel()
+            if not pending.future.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    pending.future.set_exception(
+                        InvocationError(
+                            "SHUTDOWN",
+                            _SHUTDOWN_MESSAGE,
+                            function_id=call.function_id,
+                            invocation_id=invocation_id,
+                        )
+                    )
+                else:
+                    pending.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    @staticmethod
+    def _finish(call: _Call, result: Any) -> Any:
+        """The caller's view of a call's result (an :class:`EnqueueResult` for enqueue calls)."""
+        if call.kind != "enqueue":
+            return result
+        try:
+            return EnqueueResult.model_validate(result)
+        except ValidationError:
+            raise InvocationError(
+                "UNKNOWN",
+                f"unexpected enqueue result for {call.function_id!r}: {result!r}",
+                function_id=call.function_id,
+                invocation_id=call.invocation_id,
+            ) from None
 
     def _expire(self, invocation_id: str) -> None:
         pending = self._pending.pop(invocation_id, None)
@@ -942,6 +1072,8 @@ class III:
         pending = self._pending.pop(invocation_id, None)
         if pending is None or pending.future.done():
             return
+        if pending.timer is not None:
+            pending.timer.cancel()
         pending.future.set_exception(
             InvocationError(
                 "DISCONNECTED",
@@ -1157,7 +1289,7 @@ class III:
                 spec.function_id,
                 stalled,
             )
-        if out is not None:
+        if out is not None and not self._conn.write_now(out):
             await self._conn.send(out)
 
     def _watchdog_tick(self) -> None:
@@ -1190,7 +1322,7 @@ class III:
         return self._loop.submit(wrap()).result()
 
     def _send_soon(self, data: bytes) -> None:
-        if self._closed:
+        if self._closed or self._conn.write_now(data):
             return
         self._track(asyncio.get_running_loop().create_task(self._conn.send(data)))
 
