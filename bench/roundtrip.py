@@ -246,6 +246,36 @@ GROUPS: dict[str, list[Setup]] = {
             ("async 1",),
         ),
     ],
+    # Diagnostic (not a goal): attribute the G1/G2 deficit by mixing roles on our engine: our
+    # worker alone, our caller alone, and our caller driven on the SDK's own loop (no thread hop).
+    "diag": [
+        Setup("oeng", "our engine + raw worker + raw caller", "ours", _RAW_W, _RAW_C, {**_FAST, **_OFF}),
+        Setup(
+            "ourW",
+            "our engine + our worker + raw caller",
+            "ours",
+            _ours_w("async"),
+            _RAW_C,
+            {**_FAST, **_OFF},
+        ),
+        Setup("ourC", "our engine + raw worker + our caller", "ours", _RAW_W, _OURS_C, {**_FAST, **_OFF}),
+        Setup(
+            "ours",
+            "our engine + our worker + our caller",
+            "ours",
+            _ours_w("async"),
+            _OURS_C,
+            {**_FAST, **_OFF},
+        ),
+        Setup(
+            "oursL",
+            "our engine + our worker + our caller driven on the SDK loop (no hop)",
+            "ours",
+            _ours_w("async"),
+            (_THIS, "ours-caller-on-loop", "{url}", FUNCTION_ID),
+            {**_FAST, **_OFF},
+        ),
+    ],
     # G8: the engine at 64 in flight with and without the dashboard attached (OTel on, so the
     # dashboard's trace view has spans to show).
     "tui": [
@@ -597,7 +627,17 @@ def _print_group(name: str, result: GroupResult) -> None:
             cpu = statistics.median(
                 sum(s[command]["cpu_us"].values()) for s in result.samples[setup.key] if command in s
             )
-            print(f"  {setup.key:8} {command:9} {med:9,.0f}/s ({lo:,.0f}..{hi:,.0f})  CPU {cpu:6.0f} µs/RT")
+            roles = {
+                role: statistics.median(
+                    s[command]["cpu_us"].get(role, 0.0) for s in result.samples[setup.key] if command in s
+                )
+                for role in ("engine", "worker", "caller")
+            }
+            split = " ".join(f"{role[0]} {us:4.0f}" for role, us in roles.items())
+            print(
+                f"  {setup.key:8} {command:9} {med:9,.0f}/s ({lo:,.0f}..{hi:,.0f})  "
+                f"CPU {cpu:6.0f} µs/RT ({split})"
+            )
 
 
 @contextlib.contextmanager
