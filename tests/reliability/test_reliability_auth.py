@@ -13,6 +13,7 @@ from websockets.exceptions import InvalidStatus
 
 from iii_typed import III, RegistrationRejectedError, register_worker
 from iii_typed.engine.process import EngineProcess
+from tests.support.waiting import holds_for
 from tests.support.ws_proxy import WsProxy
 
 TOKEN = "s3cret-token-for-tests"
@@ -80,10 +81,7 @@ def test_b14_failed_state_is_reported_once_and_calls_raise_at_once(
             client.trigger({"function_id": "engine::health::check", "payload": {}, "timeout_ms": 30000})
         assert time.monotonic() - started < 0.1
         # Nothing more happens: no retry over 5x the initial reconnect delay.
-        deadline = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            assert len(proxy.connections) == 1
-            time.sleep(0.05)  # sampling interval of a bounded "nothing happens" window
+        holds_for(lambda: len(proxy.connections) == 1, 0.5, what="one connection attempt, no retry")
         assert recorder.states.count("failed") == 1 and recorder.states[-1] == "failed"
         assert client._conn.attempts == 1
     finally:

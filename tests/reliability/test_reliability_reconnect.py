@@ -25,7 +25,7 @@ from reliability_support import (
 
 from iii_typed import III
 from iii_typed.engine.process import EngineProcess
-from tests.support.waiting import wait_for
+from tests.support.waiting import holds_for, wait_for
 from tests.support.ws_proxy import WsProxy
 
 #: The reconnection bound of decisions "Policies" (with initial_delay_ms=100, max_delay_ms=1000).
@@ -219,17 +219,21 @@ def test_b03_reattach_retires_the_half_alive_identity_and_nothing_flips(
     )
     # Over the next 10 s: no flip, no state change, 100 sequential calls answered.
     window_mark = recorder.mark()
-    deadline = time.monotonic() + 10
-    samples: list[list[str]] = []
     calls = 0
-    while time.monotonic() < deadline:
+    samples: list[list[str]] = []
+
+    def answered_by_one_identity() -> bool:
+        nonlocal calls
         if calls < 100:
             assert caller.trigger({"function_id": "sm::watch", "payload": {}}) == {"ok": True}
             calls += 1
         samples.append(worker_ids_named(caller, "sm"))
-        time.sleep(0.05)  # sampling interval of the observation window, not a wait for a condition
+        return samples[-1] == [iii.worker_id]
+
+    holds_for(
+        answered_by_one_identity, 10, what=lambda: f"'sm' owned by {iii.worker_id} only, seen {samples[-1]}"
+    )
     assert calls == 100
-    assert all(sample == [iii.worker_id] for sample in samples)
     assert recorder.seen[window_mark:] == []
     assert engine.log_path is not None
     assert "FUNCTION_NAMESPACE_CONFLICT" not in engine.log_path.read_text(encoding="utf-8")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from iii_typed import III
+from tests.support.waiting import wait_for_async
 
 __all__ = [
     "Reply",
@@ -64,17 +63,19 @@ async def wait_routes(iii: III, trigger_ids: Iterable[str], timeout: float = 10.
     poll the catalog instead of sleeping.
     """
     wanted = set(trigger_ids)
-    deadline = time.monotonic() + timeout
-    while True:
+    live: set[str] = set()
+
+    async def all_live() -> bool:
+        nonlocal live
         listed = await iii.trigger_async(
             {"function_id": "engine::registered-triggers::list", "payload": {"trigger_type": "http"}}
         )
         live = {row["id"] for row in listed["registered_triggers"]}
-        if wanted <= live:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"routes not live within {timeout} s: {sorted(wanted - live)}")
-        await asyncio.sleep(0.02)
+        return wanted <= live
+
+    await wait_for_async(
+        all_live, timeout=timeout, interval=0.02, what=lambda: f"routes not live: {sorted(wanted - live)}"
+    )
 
 
 class Reply:
@@ -103,19 +104,19 @@ async def fetch(session: aiohttp.ClientSession, method: str, url: str, **kwargs:
 async def wait_bound(iii: III, function_id: str, count: int = 1, timeout: float = 10.0) -> None:
     """Wait until ``count`` http bindings of ``function_id`` are live (for workers whose trigger
     handles carry no id, such as the official client's)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def bound() -> bool:
         listed = await iii.trigger_async(
             {
                 "function_id": "engine::registered-triggers::list",
                 "payload": {"trigger_type": "http", "function_id": function_id},
             }
         )
-        if len(listed["registered_triggers"]) >= count:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{count} route(s) of {function_id} not live within {timeout} s")
-        await asyncio.sleep(0.02)
+        return len(listed["registered_triggers"]) >= count
+
+    await wait_for_async(
+        bound, timeout=timeout, interval=0.02, what=f"{count} route(s) of {function_id} not live"
+    )
 
 
 async def http_channels(iii: III) -> list[dict[str, Any]]:

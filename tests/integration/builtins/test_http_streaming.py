@@ -247,15 +247,19 @@ async def test_closing_the_channel_without_a_body_sends_the_status_and_no_body(s
 
 async def test_client_leaving_mid_stream_frees_the_channels(stream_engine, ours, route, session):
     finished = threading.Event()
+    failures: list[BaseException] = []
 
     async def endless(req: Any) -> Any:
+        # Writes until a write fails: once the client stops reading, backpressure blocks the write;
+        # once it has left, the engine discards the channel and the pending write raises (after the
+        # engine's close handshake gives up, about 2 s, since the reply waits behind unread data).
         out = req["response"]
         try:
-            for _ in range(2000):
+            while True:
                 await out.write(b"x" * 1024 + b"\n")
-                await asyncio.sleep(0.005)
-        except Exception:
-            pass
+                await asyncio.sleep(0)  # yield, so the socket's close is processed between writes
+        except Exception as exc:
+            failures.append(exc)
         finally:
             finished.set()
         return None
@@ -267,7 +271,7 @@ async def test_client_leaving_mid_stream_frees_the_channels(stream_engine, ours,
         await response.content.readuntil(b"\n")
         response.close()  # the client goes away
     await no_http_channels_left(ours)
-    assert await asyncio.to_thread(finished.wait, 15), (
+    assert await asyncio.to_thread(finished.wait, 15) and failures, (
         "the handler's writes did not fail after the client left"
     )
     ok = unique("/after")

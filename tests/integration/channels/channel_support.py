@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from iii_typed import III, InitOptions, ReconnectionConfig, register_worker
-from tests.support.waiting import FACTOR, wait_for
+from tests.support.waiting import FACTOR, wait_for, wait_for_async
 
 os.environ.setdefault("OTEL_ENABLED", "false")
 
@@ -89,18 +89,14 @@ def elapsed_since(start: float) -> float:
 
 async def wait_route(iii: III, function_id: str, timeout: float = 10.0) -> None:
     """Wait until an ``http`` binding of ``function_id`` is live (the engine acks no success)."""
-    import asyncio
 
-    deadline = time.monotonic() + timeout * FACTOR
-    while True:
+    async def live() -> bool:
         listed = await iii.trigger_async(
             {
                 "function_id": "engine::registered-triggers::list",
                 "payload": {"trigger_type": "http", "function_id": function_id},
             }
         )
-        if listed["registered_triggers"]:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the route of {function_id} is not live within {timeout} s")
-        await asyncio.sleep(0.02)
+        return bool(listed["registered_triggers"])
+
+    await wait_for_async(live, timeout=timeout, interval=0.02, what=f"the route of {function_id} is not live")

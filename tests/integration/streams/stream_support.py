@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from typing import Any
 
 from iii_typed import III
 from tests.integration.channels.channel_support import client, unique
-from tests.support.waiting import FACTOR
+from tests.support.waiting import FACTOR, wait_for
 
 __all__ = ["Recorder", "client", "recv_json", "send_join", "unique", "wait_bindings"]
 
@@ -43,19 +42,17 @@ class Recorder:
 
 def wait_bindings(iii: III, trigger_type: str, function_id: str, timeout: float = 10.0) -> None:
     """Wait until a binding of ``function_id`` is live at the engine."""
-    deadline = time.monotonic() + timeout * FACTOR
-    while True:
+
+    def live() -> bool:
         listed = iii.trigger(
             {
                 "function_id": "engine::registered-triggers::list",
                 "payload": {"trigger_type": trigger_type, "function_id": function_id},
             }
         )
-        if listed["registered_triggers"]:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{trigger_type} binding of {function_id} not live within {timeout} s")
-        time.sleep(0.02)
+        return bool(listed["registered_triggers"])
+
+    wait_for(live, timeout=timeout, interval=0.02, what=f"{trigger_type} binding of {function_id} not live")
 
 
 async def send_join(

@@ -118,7 +118,7 @@ def make_handler(spec: dict[str, Any], client: Any, logger: Any, call_async: Any
                 current = asyncio.current_task()
                 assert current is not None
                 current.cancel()
-                await asyncio.sleep(1)
+                await asyncio.Event().wait()  # never set: the cancellation lands here
             if spec.get("fail"):
                 raise ValueError(spec["fail"])
             if spec.get("call"):
@@ -188,15 +188,19 @@ def main() -> None:
     # a round trip so the registrations above are processed before "ready"
     client.trigger({"function_id": "engine::health::check", "payload": {}})
     emit({"event": "ready", "worker_id": getattr(client, "worker_id", None), "pid": os.getpid()})
-    streaming = threading.Event()
+    stop_streaming: threading.Event | None = None  # the running stream thread's stop signal
 
-    def stream() -> None:
+    def stream(stop: threading.Event) -> None:
         n = 0
-        while streaming.is_set():
+        while not stop.is_set():
             logger.info("stream", {"n": n})
             n += 1
-            if n % 50 == 0:
-                time.sleep(0.001)
+            # every 50 records, let other threads run (and leave at once when stopped)
+            if n % 50 == 0 and stop.wait(0.001):
+                return
+
+    def lingering() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith(("iii-", "Otel"))]
 
     for raw in sys.stdin:
         command = raw.split()
@@ -231,24 +235,26 @@ def main() -> None:
                 logger.info("burst", {"n": n})
             emit({"event": "burst"})
         elif command[0] == "stream":
-            if command[1] == "on" and not streaming.is_set():
-                streaming.set()
-                threading.Thread(target=stream, name="app-stream", daemon=True).start()
-            elif command[1] == "off":
-                streaming.clear()
+            if command[1] == "on" and stop_streaming is None:
+                stop_streaming = threading.Event()
+                streamer = threading.Thread(target=stream, args=(stop_streaming,), name="app-stream")
+                streamer.daemon = True
+                streamer.start()
+            elif command[1] == "off" and stop_streaming is not None:
+                stop_streaming.set()
+                stop_streaming = None
             emit({"event": "stream"})
         elif command[0] == "flush":
             from iii_typed import telemetry
 
             emit({"event": "flush", "ok": telemetry.flush(5)})
         elif command[0] == "stop":
-            streaming.clear()
+            if stop_streaming is not None:
+                stop_streaming.set()
             client.shutdown()
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and any(
-                t.name.startswith(("iii-", "Otel")) for t in threading.enumerate()
-            ):
-                time.sleep(0.01)
+            deadline = time.monotonic() + 5  # bounded wait for the SDK's threads to end
+            while (left := lingering()) and (remaining := deadline - time.monotonic()) > 0:
+                left[0].join(remaining)
             emit({"event": "stopped", "threads": sorted(t.name for t in threading.enumerate())})
             return
 
