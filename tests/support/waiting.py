@@ -46,7 +46,7 @@ async def wait_for_async(
         if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             bound = f"{timeout * FACTOR:.1f} s"
             raise AssertionError(f"condition not met within {bound}: {_describe(what, predicate)}")

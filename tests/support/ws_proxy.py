@@ -65,7 +65,7 @@ def _directions(direction: str) -> tuple[Direction, ...]:
         return DIRECTIONS
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS} or 'both', not {direction!r}")
-    return (direction,)  # type: ignore[return-value]
+    return (direction,)
 
 
 def _unmask(payload: bytes, mask: bytes) -> bytes:

@@ -89,7 +89,7 @@ async def test_invoke_form_valid_and_invalid(engine: EngineProcess, orders_worke
         assert keys == ["name", "qty", "kind", "gift", "address", "address.city", "address.zip"]
         assert [s.key for s in form.flat if s.required] == ["name", "address", "address.city"]
         # invalid: qty not an integer, required name and city empty
-        form.query_one("#fld-1").value = "three"  # type: ignore[attr-defined]
+        form.query_one("#fld-1").value = "three"
         await pilot.press("ctrl+s")
         await wait_until(lambda: form.errors, what="errors shown")
         assert set(form.errors) == {"name", "qty", "address.city"}, form.errors
@@ -98,9 +98,9 @@ async def test_invoke_form_valid_and_invalid(engine: EngineProcess, orders_worke
         assert "must be an integer" in text and "required" in text
         assert orders_worker.calls == []
         # valid
-        form.query_one("#fld-0").value = "pens"  # type: ignore[attr-defined]
-        form.query_one("#fld-1").value = "3"  # type: ignore[attr-defined]
-        form.query_one("#fld-5").value = "Oslo"  # type: ignore[attr-defined]
+        form.query_one("#fld-0").value = "pens"
+        form.query_one("#fld-1").value = "3"
+        form.query_one("#fld-5").value = "Oslo"
         await pilot.press("ctrl+s")
         await wait_until(lambda: isinstance(app.screen, ResultScreen), what="result screen")
         result = app.screen
@@ -127,8 +127,8 @@ async def test_invoke_form_valid_and_invalid(engine: EngineProcess, orders_worke
         await pilot.press("ctrl+j")
         await wait_until(lambda: form.raw_mode, what="raw mode")
         area = form.query_one("#invoke-raw")
-        assert '"pens"' in area.text  # type: ignore[attr-defined]
-        area.text = '{"name": "ink", "address": {"city": "Rome"}, "kind": "express"}'  # type: ignore[attr-defined]
+        assert '"pens"' in area.text
+        area.text = '{"name": "ink", "address": {"city": "Rome"}, "kind": "express"}'
         await pilot.press("ctrl+s")
         await wait_until(lambda: isinstance(app.screen, ResultScreen), what="second result")
         assert orders_worker.calls[-1]["kind"] == "express"

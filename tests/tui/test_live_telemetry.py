@@ -51,7 +51,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
         assert tw.call("checkout", {"tag": first}) == 21
         inv = await wait_until(lambda: find_invocation(app, fn_a, first), what="A's root span")
         bad = await wait_until(lambda: find_invocation(app, tw.fn("refund"), failing), what="failed span")
-        assert app.source.pushed_traces > 0  # type: ignore[attr-defined]
+        assert app.source.pushed_traces > 0
         # the worker column names the worker (from the function registry), not the span's
         # OpenTelemetry service name that every worker process shares
         assert inv.service == "iii-python-sdk" and inv.worker == tw.name
@@ -86,7 +86,7 @@ async def test_invocations_waterfall_and_pivots_on_real_traces(
             (0, fn_a, True, tw.name),
             (1, fn_b, True, tw.name),
         ]
-        assert rows[1].offset_ms > 0 and rows[0].duration_ms >= rows[1].duration_ms  # type: ignore[operator]
+        assert rows[1].offset_ms > 0 and rows[0].duration_ms >= rows[1].duration_ms
         assert f"*{fn_a}" in text and f"*  {fn_b}" in text and "█" in text
 
         # trace -> logs of the trace: both handlers' Logger records, nothing else
@@ -215,7 +215,7 @@ async def test_log_tail_from_the_log_trigger_with_filters(
 
         await wait_until(lambda: len(mine(early)) == 3, what="the early records")
         assert [x.message for x in mine(early)] == [f"{early} seq-{i}" for i in (1, 2, 3)]  # oldest first
-        assert app.source.pushed_logs == 0  # type: ignore[attr-defined]
+        assert app.source.pushed_logs == 0
 
         # live tail: new records arrive through the log trigger only (polling is off)
         tail = _token()
@@ -226,7 +226,7 @@ async def test_log_tail_from_the_log_trigger_with_filters(
         ]
         tw.call("log", {"lines": lines})
         await wait_until(lambda: len(mine(tail)) == 3, what="the tail records")
-        assert app.source.pushed_logs >= 3  # type: ignore[attr-defined]
+        assert app.source.pushed_logs >= 3
         assert [x.level for x in mine(tail)] == ["INFO", "WARN", "ERROR"]
         assert {x.service for x in mine(tail)} == {f"{tw.prefix}-svc"}
         trace_id = mine(tail)[0].trace_id

@@ -54,7 +54,7 @@ async def test_every_table_clears_and_refills_300_times() -> None:
                 for key, value in (empty if cycle % 2 == 0 else full).items():
                     setattr(store, key, value)
                 store.touch("functions", "workers", "triggers", "channels", "streams", "queues")
-                screen.refresh_view(force=True)  # type: ignore[attr-defined]
+                screen.refresh_view(force=True)
                 for table in tables:
                     assert table.row_count == len(table.keys)
             await pilot.pause()

@@ -110,7 +110,7 @@ def main() -> None:
 
         worker = official_register(url, OfficialOptions(worker_name=f"{prefix}-{os.getpid()}"))
 
-        async def produce(data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[misc]
+        async def produce(data: dict[str, Any]) -> dict[str, Any]:
             out = data["out"]
             digest = hashlib.sha256()
             offset = messages = 0
@@ -124,7 +124,7 @@ def main() -> None:
             await out.close_async()
             return {"sha256": digest.hexdigest(), "bytes": offset, "messages": messages}
 
-        async def consume(data: dict[str, Any]) -> dict[str, Any]:  # type: ignore[misc]
+        async def consume(data: dict[str, Any]) -> dict[str, Any]:
             reader = data["inp"]
             meter = Meter()
             meter.start()

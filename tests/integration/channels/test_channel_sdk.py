@@ -159,11 +159,11 @@ def test_bad_arguments_lose_nothing(engine: EngineProcess) -> None:
     with client(engine.url) as iii:
         channel = iii.create_channel()
         with pytest.raises(TypeError, match="send_message"):
-            channel.writer.write("text")  # type: ignore[arg-type]
+            channel.writer.write("text")
         with pytest.raises(TypeError, match="bytes-like"):
-            channel.writer.write(42)  # type: ignore[arg-type]
+            channel.writer.write(42)
         with pytest.raises(TypeError, match="str"):
-            channel.writer.send_message(b"bytes")  # type: ignore[arg-type]
+            channel.writer.send_message(b"bytes")
         channel.writer.write(bytearray(b"ab") + memoryview(b"cd"))
         channel.writer.close()
         channel.writer.close()  # idempotent
@@ -251,7 +251,7 @@ def test_channel_and_ref_types(engine: EngineProcess) -> None:
         with pytest.raises(ValueError, match="needs a 'read' ref"):
             ChannelReader(iii, channel.writer_ref)
         with pytest.raises(TypeError, match="needs an iii client"):
-            ChannelWriter(object(), channel.writer_ref)  # type: ignore[arg-type]
+            ChannelWriter(object(), channel.writer_ref)
         done = threading.Event()
 
         def close_later() -> None:

@@ -135,12 +135,12 @@ async def test_routed_calls_reach_our_custom_stream(engine: EngineProcess) -> No
 def test_create_stream_refuses_bad_arguments(engine: EngineProcess) -> None:
     with client(engine.url) as iii:
         with pytest.raises(TypeError, match="IStream"):
-            iii.create_stream("x", object())  # type: ignore[arg-type]
+            iii.create_stream("x", object())
         for bad in ("", "has space", "paren(s)"):
             with pytest.raises(ValueError, match="stream_name"):
                 iii.create_stream(bad, MemoryStream())
         with pytest.raises(TypeError):
-            IStream()  # type: ignore[abstract]
+            IStream()
 
 
 def test_official_client_custom_stream_is_routed(engine: EngineProcess) -> None:
@@ -152,7 +152,7 @@ def test_official_client_custom_stream_is_routed(engine: EngineProcess) -> None:
 
     with pytest.warns(FutureWarning):
 
-        class OfficialStore(OfficialIStream):  # type: ignore[misc]
+        class OfficialStore(OfficialIStream):
             async def get(self, input: Any) -> Any:
                 return items.get(input.item_id)
 

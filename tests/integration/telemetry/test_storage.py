@@ -110,7 +110,7 @@ async def test_otlp_export_to_a_collector(engine_factory, tmp_path, query):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]
     try:
         config = _config(
             tmp_path,

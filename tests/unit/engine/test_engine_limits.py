@@ -76,4 +76,4 @@ def test_offline_calls_option_is_validated() -> None:
     assert InitOptions().offline_calls == "queue"
     assert InitOptions(offline_calls="fail").offline_calls == "fail"
     with pytest.raises(ValueError, match="offline_calls"):
-        InitOptions(offline_calls="drop")  # type: ignore[arg-type]
+        InitOptions(offline_calls="drop")
