@@ -14,6 +14,7 @@ Sans-I/O: this module imports no networking or event-loop code.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from uuid import UUID
@@ -53,16 +54,29 @@ def encode(frame: FrameModel) -> bytes:
         pydantic_core.PydanticSerializationError: a value cannot be represented as JSON.
     """
     fields = frame.__pydantic_fields_set__
-    nested = _NESTED.get(type(frame))
-    if nested is None:
-        nested = _nested_fields(type(frame))
+    writer = _WRITERS.get(type(frame))
+    if writer is None:
+        writer = _writer(type(frame))
+    to_json, nested = writer
     # Fast path (every hot-path frame): no nested protocol model is set, so the set of set fields
     # is the whole ``include`` spec (a set is much cheaper for pydantic than the nested dict).
-    include: set[str] | dict[str, Any] = fields if nested.isdisjoint(fields) else _set_fields(frame)
-    return frame.__pydantic_serializer__.to_json(frame, include=include, by_alias=True)
+    if nested.isdisjoint(fields):
+        return to_json(frame, include=fields, by_alias=True)
+    return to_json(frame, include=_set_fields(frame), by_alias=True)
 
 
 _FREE_FORM: dict[type[BaseModel], frozenset[str]] = {}
+#: Per frame class: its serializer's ``to_json`` and the fields that may hold a protocol model.
+_WRITERS: dict[type[BaseModel], tuple[Callable[..., bytes], frozenset[str]]] = {}
+
+
+def _writer(cls: type[BaseModel]) -> tuple[Callable[..., bytes], frozenset[str]]:
+    # Reading an attribute of the serializer builds it first if pydantic deferred that.
+    writer = (cls.__pydantic_serializer__.to_json, _NESTED.get(cls) or _nested_fields(cls))
+    _WRITERS[cls] = writer
+    return writer
+
+
 _NESTED: dict[type[BaseModel], frozenset[str]] = {}
 
 
@@ -225,13 +239,12 @@ def decode(message: bytes | bytearray | memoryview | str) -> FrameModel:
     size = len(message)
     if size > MAX_MESSAGE_BYTES:
         raise FrameDecodeError("size", f"message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")
-    if isinstance(message, memoryview):
+    if type(message) is memoryview:
         message = bytes(message)
     try:
-        frame: FrameModel = _FRAME_VALIDATOR.validate_json(message)
+        return _FRAME_VALIDATOR.validate_json(message)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _classify(message, exc) from None
-    return frame
 
 
 def peek_type(message: bytes | bytearray | str) -> str | None:
