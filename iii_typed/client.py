@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import FrameType, TracebackType
-from typing import Any, Final, Generic, Literal, TypeVar, cast, get_args, get_origin
+from typing import Any, Final, Generic, Literal, TypeVar, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -922,8 +922,9 @@ class III:
         # From another thread's loop: the SDK loop starts the call without a task and hands the
         # outcome back (one wakeup each way, shared by the calls of a burst; _loop).
         handoff = self._loop.start_call(self._begin, call, loop)
+        future: asyncio.Future[Any] = handoff.future  # type: ignore[assignment]
         try:
-            result = await cast("asyncio.Future[Any]", handoff.future)
+            result = await future
         except asyncio.CancelledError:
             handoff.abandoned = True
             self._loop.call_soon(self._abandon, handoff)
@@ -1196,7 +1197,7 @@ class III:
         # ping/pong and engine-bound frames are ignored (as the official SDK does; protocol.md §1.2)
 
     def _on_result(self, frame: InvocationResult) -> None:
-        invocation_id = str(frame.invocation_id)
+        invocation_id = codec.uuid_text(frame.invocation_id)
         pending = self._pending.pop(invocation_id, None)
         if pending is None or pending.future.done():
             log.debug(

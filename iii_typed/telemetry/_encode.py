@@ -28,6 +28,8 @@ from json.encoder import encode_basestring as _encode_basestring
 from typing import TYPE_CHECKING, Any, Final
 from uuid import UUID
 
+from ..protocol.codec import uuid_text
+
 if TYPE_CHECKING:
     from opentelemetry.sdk._logs import ReadableLogRecord, ReadWriteLogRecord
     from opentelemetry.sdk.metrics.export import MetricsData
@@ -189,7 +191,7 @@ def _value_json(value: Any) -> str:
     if kind is float and math.isfinite(value):
         return '{"doubleValue":' + repr(value) + "}"
     if kind is UUID:  # iii.invocation.id is kept as the frame's UUID until now
-        return '{"stringValue":"' + str(value) + '"}'
+        return '{"stringValue":"' + uuid_text(value) + '"}'
     return dumps(any_value(value)).decode()
 
 
