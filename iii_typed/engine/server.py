@@ -136,6 +136,15 @@ class Engine:
     # -- lifecycle -------------------------------------------------------------------------
     def _select_builtins(self) -> list[type[BuiltinWorker]]:
         classes = list(self._builtin_classes) if self._builtin_classes is not None else discover()
+        known_classes = classes if self._builtin_classes is None else [*classes, *discover()]
+        tables = {cls.section for cls in known_classes}
+        stray = sorted(set(self.config.sections) - tables)
+        if stray:  # a misspelt table would otherwise be ignored without a word
+            names = ", ".join(f"[{name}]" for name in stray)
+            available = ", ".join(f"[{name}]" for name in sorted(tables))
+            raise ConfigError(
+                f"unknown table(s) in the configuration: {names} (built-in tables: {available})"
+            )
         if self.config.builtins is not None:
             known = {cls.name for cls in classes} | {cls.section for cls in classes}
             unknown = [name for name in self.config.builtins if name not in known]

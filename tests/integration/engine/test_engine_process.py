@@ -118,6 +118,7 @@ def test_config_file(tmp_path):
         ("[engine]\nport = 0\nbuiltins = ['nope']\n", "unknown built-in worker(s) in engine.builtins: nope"),
         ("[engine]\nport = 70000\n", "port must be between 0 and 65535"),
         ("[state]\nenabled = 'yes'\n", "state.enabled must be true or false"),
+        ("[engine]\nport = 0\n[stream]\nenabled = true\n", "unknown table(s) in the configuration: [stream]"),
     ],
 )
 def test_bad_config_exits_2(tmp_path, content, message):
