@@ -1,7 +1,10 @@
 """Example worker: an orders service built on the engine's built-in workers.
 
-Run it against an engine (``iii-typed engine`` in another terminal)::
+Run it against an engine started with the example configuration, which declares the ``receipts``
+queue (without it the first order fails with ``enqueue_error: Queue 'receipts' is not
+configured``)::
 
+    iii-typed engine --config examples/engine.toml      # in another terminal
     python examples/orders_worker.py            # III_URL defaults to ws://127.0.0.1:49134
 
 What it shows:
