@@ -161,7 +161,10 @@ def _print_telemetry(url: str) -> None:
     for entry in worker_logs[:6]:
         level, body, trace = entry.get("severity_text", ""), entry.get("body", ""), entry.get("trace_id", "")
         print(f"    {level:<5} {body!s:<32} trace={trace}")
-    print(f"  trace {trace_id} of one orders::create call:")
+    print(
+        f"  trace {trace_id} of one orders::create call (the state trigger's handler and the queued"
+        " receipt job continue the caller's trace):"
+    )
 
     def show(span: dict[str, Any], depth: int) -> None:
         took = (int(span["end_time_unix_nano"]) - int(span["start_time_unix_nano"])) / 1e6

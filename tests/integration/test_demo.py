@@ -47,3 +47,10 @@ def test_the_demo_runs_cleanly_and_explains_itself(tmp_path: Path) -> None:
     assert len(consumer) == 1, catalog
     assert consumer[0].split()[:2] == ["queue", "receipts"] and "enqueued by orders::create" in consumer[0]
     assert "queues          2 topics, 2 dead-letter topics" in done.stdout  # the receipts queue and default
+
+    # One orders::create trace holds the handlers the engine ran because of it: the state trigger's
+    # and the queued receipt job's (engine-originated invocations continue the caller's trace).
+    start = next(i for i, ln in enumerate(lines) if "of one orders::create call" in ln)
+    end = next(i for i, ln in enumerate(lines) if "[5/6]" in ln)
+    tree = [ln.split()[:2] for ln in lines[start + 1 : end]]
+    assert ["execute", "orders::on_change"] in tree and ["execute", "orders::send_receipt"] in tree, tree
