@@ -108,7 +108,7 @@ def frames(draw: st.DrawFn, models: tuple[type[BaseModel], ...] = FRAME_MODELS) 
 
 
 def _wire(frame: BaseModel) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(codec.encode(frame))  # type: ignore[arg-type]
+    value: dict[str, Any] = json.loads(codec.encode(frame))
     return value
 
 

@@ -93,7 +93,7 @@ _TELEMETRY = st.tuples(st.sampled_from([b"OTLP", b"MTRC", b"LOGS"]), st.binary(m
 
 #: One message: ``(payload, is_text)``.
 messages: st.SearchStrategy[tuple[bytes, bool]] = st.one_of(
-    frames().map(_safe).map(lambda f: (codec.encode(f), True)),  # type: ignore[arg-type]
+    frames().map(_safe).map(lambda f: (codec.encode(f), True)),
     invalid_messages().map(lambda case: (case[0], True)),
     st.binary(max_size=96).map(lambda b: (b, False)),
     _TELEMETRY.map(lambda b: (b, False)),

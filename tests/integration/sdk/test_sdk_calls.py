@@ -153,7 +153,7 @@ def test_bad_payloads_are_refused_before_sending(fake: FakeEngine, connect: Conn
     with pytest.raises(ValidationError, match="namespace"):
         iii.trigger({"function_id": "remote::x", "namespace": "  "})
     with pytest.raises(TypeError, match="TriggerRequest or a dict"):
-        iii.trigger("remote::x")  # type: ignore[arg-type]
+        iii.trigger("remote::x")
     assert len(fake.frames()) == sent_before
     assert iii.get_connection_state() == "connected"
 
@@ -330,9 +330,9 @@ def test_handler_registration_rules(fake: FakeEngine, connect: Connect) -> None:
     with pytest.raises(ValueError, match="required"):
         iii.register_function("  ", lambda data: data)
     with pytest.raises(TypeError, match="str"):
-        iii.register_function(42, lambda data: data)  # type: ignore[arg-type]
+        iii.register_function(42, lambda data: data)
     with pytest.raises(TypeError, match="callable"):
-        iii.register_function("py::b", "not callable")  # type: ignore[arg-type]
+        iii.register_function("py::b", "not callable")
     metadata = {"tags": ["x"]}
     iii.register_function("py::c", lambda data: data, metadata=metadata)
     metadata["tags"].append("changed later")

@@ -187,7 +187,7 @@ def g08(fake: FakeEngine, connect: Callable[..., III]) -> dict[str, Any]:
 
 
 def g09(fake: FakeEngine, connect: Callable[..., III]) -> dict[str, Any]:
-    def nothing(x: dict) -> None:  # type: ignore[type-arg]
+    def nothing(x: dict) -> None:
         return None
 
     return _register(fake, connect, "py::nothing", nothing)

@@ -258,7 +258,7 @@ def test_registrations_the_engine_would_drop_are_refused_locally(make: Make) -> 
     client = make(worker_name=_tag())
     fid = f"{_tag()}::f"
     with pytest.raises(TypeError, match=r"description of .* must be a str, not int"):
-        client.register_function(fid, lambda _: 1, description=5)  # type: ignore[arg-type]
+        client.register_function(fid, lambda _: 1, description=5)
     client.register_function(fid, lambda _: 1, description="fine")
     assert client.trigger({"function_id": fid, "payload": {}, "timeout_ms": 5000}) == 1
     with pytest.raises(ValueError, match="type is blank"):

@@ -55,7 +55,7 @@ def test_run_forever_shuts_down_cleanly_on_a_signal(fake: FakeEngine, signum: in
     proc = _spawn(RUN_FOREVER, fake.url)
     err_lines: list[str] = []
     assert proc.stderr is not None
-    pump = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    pump = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
     pump.start()
     try:
         wait_for(

@@ -120,4 +120,4 @@ def test_invocation_context_equals_the_dataclass() -> None:
     )
     assert type(context) is InvocationContext
     with pytest.raises(dataclasses.FrozenInstanceError):
-        context.function_id = "g"  # type: ignore[misc]
+        context.function_id = "g"

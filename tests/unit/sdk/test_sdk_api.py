@@ -143,7 +143,7 @@ def test_trigger_action_factories() -> None:
         "queue": "jobs",
     }
     with pytest.raises(TypeError):
-        TriggerAction.Enqueue("jobs")  # type: ignore[call-arg]
+        TriggerAction.Enqueue("jobs")
 
 
 def test_trigger_request_accepts_dict_actions_and_names_bad_fields() -> None:
@@ -166,7 +166,7 @@ def test_enqueue_result_by_either_name() -> None:
     assert EnqueueResult.model_validate({"messageReceiptId": "a"}).message_receipt_id == "a"
     assert EnqueueResult.model_validate({"message_receipt_id": "b"}).message_receipt_id == "b"
     assert EnqueueResult(message_receipt_id="c").model_dump() == {"messageReceiptId": "c"}
-    by_alias = EnqueueResult(messageReceiptId="d")  # type: ignore[call-arg]
+    by_alias = EnqueueResult(messageReceiptId="d")
     assert by_alias.model_dump_json() == '{"messageReceiptId":"d"}'
 
 
@@ -178,7 +178,7 @@ def test_http_invocation_config_and_auth_variants() -> None:
     with pytest.raises(ValidationError, match="method"):
         HttpInvocationConfig(url="u", method="get")
     with pytest.raises(ValidationError, match="url"):
-        HttpInvocationConfig()  # type: ignore[call-arg]
+        HttpInvocationConfig()
 
 
 def test_registration_inputs() -> None:

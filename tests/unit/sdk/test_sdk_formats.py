@@ -49,7 +49,7 @@ def test_typeddict_and_missing_hints_give_no_format(golden: dict[str, Any]) -> N
     def td(data: TD) -> TD:
         return data
 
-    def plain(data):  # type: ignore[no-untyped-def]
+    def plain(data):
         return data
 
     for handler in (td, plain):
@@ -79,7 +79,7 @@ def test_optional_and_dict_match_golden_g08(golden: dict[str, Any]) -> None:
 
 
 def test_bare_dict_and_none_return_match_golden_g09(golden: dict[str, Any]) -> None:
-    def nothing(x: dict) -> None:  # type: ignore[type-arg]
+    def nothing(x: dict) -> None:
         return None
 
     _exact(extract_request_format(nothing), golden["G09"]["request_format"])
@@ -98,7 +98,7 @@ def test_no_return_annotation_and_no_parameters() -> None:
     def none_at_all() -> int:
         return 1
 
-    def no_return(x: int):  # type: ignore[no-untyped-def]
+    def no_return(x: int):
         return x
 
     assert extract_request_format(none_at_all) is None
@@ -116,7 +116,7 @@ def test_callable_object_is_described_by_its_call_method() -> None:
 
 
 def test_unresolvable_forward_reference_gives_no_format() -> None:
-    def broken(x: NotDefinedAnywhere) -> int:  # type: ignore[name-defined]  # noqa: F821
+    def broken(x: NotDefinedAnywhere) -> int:  # noqa: F821
         return 1
 
     assert extract_request_format(broken) is None

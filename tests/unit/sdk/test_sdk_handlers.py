@@ -55,8 +55,7 @@ def test_spec_detects_async_model_and_metadata() -> None:
 
     def b(data: dict[str, Any], *, metadata: Any = None) -> None: ...
 
-    def c(data, *args, **kwargs):  # type: ignore[no-untyped-def]
-        ...
+    def c(data, *args, **kwargs): ...
 
     def d(data: Any, other: Any, metadata: Any) -> None: ...
 
@@ -67,7 +66,7 @@ def test_spec_detects_async_model_and_metadata() -> None:
     assert HandlerSpec.of("x", c).metadata is None
     assert HandlerSpec.of("x", d).metadata == "keyword"
     with pytest.raises(TypeError, match="callable"):
-        HandlerSpec.of("x", 42)  # type: ignore[arg-type]
+        HandlerSpec.of("x", 42)
 
 
 def test_typed_handler_receives_a_validated_model() -> None:
@@ -153,7 +152,7 @@ async def test_async_handlers_run_with_context() -> None:
 
 
 def test_unresolvable_annotations_are_reported(caplog: pytest.LogCaptureFixture) -> None:
-    def handler(data: NotDefinedAnywhere) -> None:  # type: ignore[name-defined]  # noqa: F821
+    def handler(data: NotDefinedAnywhere) -> None:  # noqa: F821
         return None
 
     with caplog.at_level("WARNING", logger="iii_typed"):

@@ -35,8 +35,8 @@ def test_defaults_match_the_seed() -> None:
 def test_dicts_are_accepted_for_nested_options() -> None:
     opts = InitOptions(
         otel={"enabled": False, "service_name": "svc"},
-        reconnection_config={"initial_delay_ms": 100, "max_retries": 2},  # type: ignore[arg-type]
-        telemetry={"project_name": "p"},  # type: ignore[arg-type]
+        reconnection_config={"initial_delay_ms": 100, "max_retries": 2},
+        telemetry={"project_name": "p"},
     )
     assert isinstance(opts.otel, OtelConfig) and opts.otel.enabled is False
     assert isinstance(opts.reconnection_config, ReconnectionConfig)
@@ -60,7 +60,7 @@ def test_unknown_nested_option_names_the_key() -> None:
 )
 def test_bad_values_are_refused_naming_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field):
-        InitOptions(**kwargs)  # type: ignore[arg-type]
+        InitOptions(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_non_numbers_and_non_finite_numbers_are_refused(
     integer", a NaN keepalive made every ping fail; a str failed with a bare comparison error and
     ``namespace=5`` with an AttributeError."""
     with pytest.raises(error, match=field):
-        InitOptions(**kwargs)  # type: ignore[arg-type]
+        InitOptions(**kwargs)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_non_numbers_and_non_finite_numbers_are_refused(
 )
 def test_reconnection_config_validation(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="reconnection_config"):
-        ReconnectionConfig(**kwargs)  # type: ignore[arg-type]
+        ReconnectionConfig(**kwargs)
 
 
 def test_backoff_delay_formula_with_cap_and_jitter() -> None:
@@ -138,4 +138,4 @@ def test_handshake_headers_add_iii_token_unless_authorization_given(monkeypatch:
 
 def test_headers_must_be_strings() -> None:
     with pytest.raises(TypeError, match="headers"):
-        InitOptions(headers={"x": 1})  # type: ignore[dict-item]
+        InitOptions(headers={"x": 1})
