@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Protocol
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.content import Content
+from textual.fuzzy import Matcher
 from textual.screen import Screen
 from textual.theme import Theme
 
@@ -27,7 +29,7 @@ from .modals import ConfirmScreen, HelpScreen, InvokeOutcome, InvokeScreen, Resu
 from .schema_form import MISSING
 from .screens import SCREEN_CLASSES, DashScreen, FunctionsScreen, InvocationsScreen, LogsScreen
 from .session import SessionWriter
-from .store import Event, Store
+from .store import Event, Store, clean_text
 from .views import SCREEN_TITLES, SCREENS
 
 __all__ = ["WRITE_ACTIONS", "DataSource", "IIIApp", "NullSource"]
@@ -96,6 +98,17 @@ class NullSource:
         """Nothing to release."""
 
 
+def _highlight(matcher: Matcher, text: str) -> Content:
+    """``text`` with the fuzzy match highlighted, taken literally (``Matcher.highlight`` parses
+    it as markup, and function ids or worker names may hold ``[``)."""
+    content = Content(text)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content
+
+
 class EntityCommands(Provider):
     """Command palette over screens, functions, workers, triggers, traces and actions."""
 
@@ -107,18 +120,21 @@ class EntityCommands(Provider):
             key = str((index + 1) % 10)
             yield f"Go to {SCREEN_TITLES[name]}", partial(app.pivot, name), f"screen (key {key})"
         for fid in list(store.functions)[:20000]:
-            yield f"Function {fid}", partial(app.pivot, "functions", f"id={fid}"), "show the function"
+            shown = clean_text(fid)
+            yield f"Function {shown}", partial(app.pivot, "functions", f"id={fid}"), "show the function"
             if not app.readonly:
-                yield f"Invoke {fid}", partial(app.open_invoke, fid), "open the invoke form"
+                yield f"Invoke {shown}", partial(app.open_invoke, fid), "open the invoke form"
         for w in list(store.workers.values())[:5000]:
             name = str(w.get("name"))
-            yield f"Worker {name}", partial(app.pivot, "workers", f"name={name}"), "show the worker"
+            go = partial(app.pivot, "workers", f"name={name}")
+            yield f"Worker {clean_text(name)}", go, "show the worker"
         for tid, trig in list(store.triggers.items())[:5000]:
-            label = f"Trigger {trig.get('trigger_type')} {tid}"
+            label = f"Trigger {clean_text(trig.get('trigger_type'))} {clean_text(tid)}"
             yield label, partial(app.pivot, "triggers", f"id={tid}"), "show the trigger"
         for inv in list(store.invocations)[-50:]:
             tid = inv.trace_id
-            yield f"Trace {tid} {inv.function}", partial(app.open_trace, tid), "open the waterfall"
+            label = f"Trace {clean_text(tid)} {clean_text(inv.function)}"
+            yield label, partial(app.open_trace, tid), "open the waterfall"
         yield "Toggle internal functions", app.toggle_internal, "functions screen"
         yield "Pause or follow invocations", app.toggle_invocations_follow, "invocations screen"
         yield "Wrap log lines", app.toggle_log_wrap, "logs screen"
@@ -136,7 +152,7 @@ class EntityCommands(Provider):
         for text, callback, help_text in self._candidates():
             score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(text), callback, help=help_text)
+                yield Hit(score, _highlight(matcher, text), callback, text=text, help=help_text)
 
 
 class IIIApp(App[int]):
@@ -446,9 +462,10 @@ class IIIApp(App[int]):
                 return
             outcome = await self.invoke(function_id, payload)
             if outcome.ok:
-                self.notify(f"{function_id}: done")
+                self.notify(clean_text(f"{function_id}: done"), markup=False)
             else:
-                self.notify(f"{function_id}: {outcome.error}", severity="error")
+                problem = clean_text(f"{function_id}: {outcome.error}", 600)
+                self.notify(problem, severity="error", markup=False)
             self.source.request(wake, "")
 
         self.run_worker(run(), group="confirm", exclusive=True)

@@ -78,7 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"iii-tui: {exc}", file=sys.stderr)
             return 2
     if args.snapshot:
-        return asyncio.run(_snapshot(args, url))
+        from .snapshot import SnapshotError
+
+        try:
+            return asyncio.run(_snapshot(args, url))
+        except SnapshotError as exc:
+            print(f"iii-tui: {exc} (a bug: the error is printed above)", file=sys.stderr)
+            return 3
     return _interactive(args, url)
 
 

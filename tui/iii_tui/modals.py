@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static, TextArea
 
@@ -22,6 +23,7 @@ from .schema_form import (
     raw_from_value,
 )
 from .store import clean_text
+from .text import join_lines, styled
 
 __all__ = ["ConfirmScreen", "HelpScreen", "InvokeOutcome", "InvokeScreen", "ResultScreen"]
 
@@ -40,7 +42,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box", classes="modal-box"):
-            yield Label(self.question, id="confirm-question")
+            yield Label(styled(clean_text(self.question, 2000)), id="confirm-question")
             yield Label("y = yes, n / Esc = no", classes="muted")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="confirm-no", variant="primary")
@@ -67,15 +69,15 @@ class HelpScreen(ModalScreen[None]):
         self.sections = sections
 
     def compose(self) -> ComposeResult:
-        lines: list[str] = []
+        lines: list[Content | str] = []
         for title, keys in self.sections:
-            lines.append(f"[b]{title}[/b]")
+            lines.append(styled((title, "bold")))
             lines += [f"  {key:<14} {text}" for key, text in keys]
             lines.append("")
         grammar = (FILTER_DOC or "").split("Grammar", 1)[-1]
-        lines.append("[b]Filter grammar[/b] (/ on every list)" + grammar.replace("[", r"\["))
+        lines.append(styled(("Filter grammar", "bold"), " (/ on every list)" + grammar))
         with VerticalScroll(id="help-box", classes="modal-box"):
-            yield Static("\n".join(lines), id="help-text")
+            yield Static(join_lines(lines), id="help-text", markup=False)
 
     def action_close(self) -> None:
         """Close the help."""
@@ -149,24 +151,25 @@ class InvokeScreen(ModalScreen[Any]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="invoke-box", classes="modal-box"):
-            yield Label(f"Invoke [b]{clean_text(self.function_id)}[/b]", id="invoke-title")
+            yield Label(styled("Invoke ", (clean_text(self.function_id), "bold")), id="invoke-title")
             yield Label("ctrl+s invoke · ctrl+j raw JSON · Esc cancel · * required", classes="muted")
             with VerticalScroll(id="invoke-form"):
                 raw = initial_raw(self.specs)
                 for index, spec in enumerate(self.flat):
                     depth = max(0, len(spec.path) - 1)
                     mark = " *" if spec.required else ""
-                    label = f"{'  ' * depth}{spec.name}{mark}  [dim]{_kind_hint(spec)}[/dim]"
+                    name = f"{'  ' * depth}{clean_text(spec.name, 200)}{mark}  "
                     if spec.kind == "object":
-                        yield Label(label + ":", classes="field-group")
+                        yield Label(styled(name, (_kind_hint(spec), "dim"), ":"), classes="field-group")
                         continue
-                    yield Label(label, classes="field-label")
+                    yield Label(styled(name, (_kind_hint(spec), "dim")), classes="field-label")
                     yield self._widget(index, spec, raw.get(spec.key))
                     if spec.description:
-                        yield Label(f"{'  ' * depth}{clean_text(spec.description, 200)}", classes="muted")
-                    yield Label("", id=f"err-{index}", classes="field-error")
+                        about = f"{'  ' * depth}{clean_text(spec.description, 200)}"
+                        yield Label(styled(about), classes="muted")
+                    yield Label("", id=f"err-{index}", classes="field-error", markup=False)
             yield TextArea("", id="invoke-raw", language=None)
-            yield Label("", id="invoke-summary", classes="field-error")
+            yield Label("", id="invoke-summary", classes="field-error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Invoke", id="invoke-go", variant="primary")
                 yield Button("Raw JSON", id="invoke-raw-toggle")
@@ -175,9 +178,9 @@ class InvokeScreen(ModalScreen[Any]):
     def _widget(self, index: int, spec: FieldSpec, value: Any) -> Any:
         wid = f"fld-{index}"
         if spec.kind == "boolean":
-            return Checkbox(spec.name, bool(value), id=wid)
+            return Checkbox(Content(clean_text(spec.name, 200)), bool(value), id=wid)
         if spec.kind == "enum":
-            options = [(json.dumps(v), i) for i, v in enumerate(spec.enum)]
+            options = [(Content(clean_text(json.dumps(v), 200)), i) for i, v in enumerate(spec.enum)]
             select: Select[int] = Select(options, id=wid, allow_blank=True, prompt="choose…")
             if value is not MISSING and value in spec.enum:
                 select.value = spec.enum.index(value)
@@ -233,10 +236,11 @@ class InvokeScreen(ModalScreen[Any]):
                 continue
             label = self.query_one(f"#err-{index}", Label)
             message = errors.get(spec.key or "(payload)", "")
-            label.update(f"  ↳ {message}" if message else "")
+            label.update(styled(f"  ↳ {clean_text(message, 400)}") if message else "")
         summary = self.query_one("#invoke-summary", Label)
         if errors:
-            summary.update(f"{len(errors)} field(s) need attention: " + ", ".join(sorted(errors)))
+            names = clean_text(", ".join(sorted(errors)), 400)
+            summary.update(styled(f"{len(errors)} field(s) need attention: {names}"))
         else:
             summary.update("")
 
@@ -256,7 +260,8 @@ class InvokeScreen(ModalScreen[Any]):
         value, errors = self.payload()
         if errors:
             if self.raw_mode:
-                self.query_one("#invoke-summary", Label).update(errors.get("(payload)", "invalid"))
+                message = clean_text(errors.get("(payload)", "invalid"), 400)
+                self.query_one("#invoke-summary", Label).update(styled(message))
                 self.errors = errors
             else:
                 self._show_errors(errors)
@@ -278,7 +283,8 @@ class InvokeScreen(ModalScreen[Any]):
             try:
                 value = json.loads(area.text) if area.text.strip() else {}
             except ValueError as exc:
-                self.query_one("#invoke-summary", Label).update(f"invalid JSON: {exc}")
+                problem = clean_text(f"invalid JSON: {exc}", 400)
+                self.query_one("#invoke-summary", Label).update(styled(problem))
                 return
             self._load_raw(raw_from_value(self.specs, value))
             self.raw_mode = False
@@ -319,20 +325,21 @@ class ResultScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         o = self.outcome
-        status = "[b green]ok[/]" if o.ok else "[b red]error[/]"
+        status = ("ok", "bold green") if o.ok else ("error", "bold red")
         body = json.dumps(o.result, indent=2, default=str) if o.ok else o.error
         body = clean_text(body, 20000).replace(" ⏎ ", "\n")
         with Vertical(id="result-box", classes="modal-box"):
-            yield Label(f"{clean_text(o.function_id)}: {status} in {o.duration_ms:.1f} ms", id="result-title")
+            title = styled(f"{clean_text(o.function_id)}: ", status, f" in {o.duration_ms:.1f} ms")
+            yield Label(title, id="result-title")
             yield Label(self._trace_text(), id="result-trace")
             with VerticalScroll():
-                yield Static(body.replace("[", r"\["), id="result-body")
+                yield Static(styled(body), id="result-body", markup=False)
             yield Label("t trace · r invoke again · Esc close", classes="muted")
 
-    def _trace_text(self) -> str:
+    def _trace_text(self) -> Content:
         if self.outcome.trace_id:
-            return f"trace: {self.outcome.trace_id}"
-        return "trace: looking…" if self.looking else "trace: not found"
+            return styled(f"trace: {clean_text(self.outcome.trace_id)}")
+        return styled("trace: looking…" if self.looking else "trace: not found")
 
     def show_trace(self, trace_id: str | None) -> None:
         """The trace lookup finished (spans reach the engine shortly after the call returns)."""

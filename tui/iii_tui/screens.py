@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.markup import escape
+from textual.content import Content
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
@@ -18,6 +18,7 @@ from .filtering import Filter
 from .messages import StoreChanged
 from .schema_form import fields_from_schema, flatten
 from .store import Invocation, LogLine, as_dict, as_list, clean_text
+from .text import Part, join_lines, styled
 from .views import (
     COLUMNS,
     SCREEN_TITLES,
@@ -88,16 +89,18 @@ class DashScreen(Screen[None]):
         self._seen: dict[str, int] = {}
         self._lines: dict[str, str] = {}
 
-    def set_line(self, widget_id: str, text: str, *, layout: bool = False) -> None:
+    def set_line(self, widget_id: str, text: Content, *, layout: bool = False) -> None:
         """Show ``text`` in the ``Static`` ``#widget_id`` (banner, title, status line…).
 
-        Nothing happens when the text is unchanged. ``layout=False`` (one-row widgets, whose size
-        does not depend on their text) skips the layout pass, so a flush that changes a count
-        repaints one row instead of laying the whole screen out again.
+        ``text`` is Content (:func:`~iii_tui.text.styled`), never markup: engine data is shown
+        as it is. Nothing happens when the text (or its styling) is unchanged. ``layout=False``
+        (one-row widgets, whose size does not depend on their text) skips the layout pass, so a
+        flush that changes a count repaints one row instead of laying the whole screen out again.
         """
-        if self._lines.get(widget_id) == text:
+        key = text.markup  # Content compares by its plain text only: keep style changes
+        if self._lines.get(widget_id) == key:
             return
-        self._lines[widget_id] = text
+        self._lines[widget_id] = key
         self.query_one(f"#{widget_id}", Static).update(text, layout=layout)
 
     @property
@@ -106,8 +109,8 @@ class DashScreen(Screen[None]):
         return cast("IIIApp", self.app)
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="banner")
-        yield Static("", id="title")
+        yield Static("", id="banner", markup=False)
+        yield Static("", id="title", markup=False)
         yield Input(placeholder=_FILTER_HELP, id="filter")
         yield from self.compose_body()
         yield Footer()
@@ -154,31 +157,31 @@ class DashScreen(Screen[None]):
             flags.append("REC")
         state = store.conn_state
         health = store.health.get("status") if store.health else None
-        text = f" iii-tui  {escape(store.url or '-')}  ● {state}"
+        parts: list[Part] = [f" iii-tui  {clean_text(store.url) or '-'}  ● {state}"]
         if health:
-            text += f"  health: {escape(str(health))}"
+            parts.append(f"  health: {clean_text(health)}")
         if store.stale_since is not None:
-            text += f"  ⚠ stale since {format_clock(store.stale_since)}"
+            parts.append(f"  ⚠ stale since {format_clock(store.stale_since)}")
             if store.last_error:
-                text += f" ({escape(store.last_error)})"
+                parts.append(f" ({store.last_error})")
         if flags:
-            text += "  [b]" + " ".join(flags) + "[/b]"
-        self.set_line("banner", text)
+            parts += ["  ", (" ".join(flags), "bold")]
+        self.set_line("banner", styled(*parts))
         banner.set_class(store.stale_since is not None, "stale")
 
-    def set_title(self, text: str) -> None:
+    def set_title(self, *text: Part) -> None:
         """Set the title line (the missing-function note and filter problems are appended)."""
         note = missing_note(self.dash.store, self.NAME)
-        parts = [f"[b]{SCREEN_TITLES.get(self.NAME, self.NAME)}[/b]  {text}"]
+        parts: list[Part] = [(SCREEN_TITLES.get(self.NAME, self.NAME), "bold"), "  ", *text]
         if self.flt.text:
-            parts.append(f"filter: {escape(self.flt.text)}")
+            parts.append(f"  ·  filter: {self.flt.text}")
         if self.flt.error:
-            parts.append(f"[red]{escape(self.flt.error)}[/red]")
+            parts += ["  ·  ", (self.flt.error, "red")]
         elif self.FILTER_FIELDS and (unknown := self.flt.unknown_fields(self.FILTER_FIELDS)):
-            parts.append(f"[yellow]unknown field(s): {', '.join(unknown)}[/yellow]")
+            parts += ["  ·  ", (f"unknown field(s): {', '.join(unknown)}", "yellow")]
         if note:
-            parts.append(f"[yellow]{escape(note)}[/yellow]")
-        self.set_line("title", "  ·  ".join(parts))
+            parts += ["  ·  ", (note, "yellow")]
+        self.set_line("title", styled(*parts))
 
     def update_view(self) -> None:
         """Redraw the body from the store."""
@@ -246,19 +249,17 @@ class OverviewScreen(DashScreen):
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="overview-body"):
-            yield Static("", id="overview-stats")
-            yield Static("", id="overview-feed")
+            yield Static("", id="overview-stats", markup=False)
+            yield Static("", id="overview-feed", markup=False)
 
     def update_view(self) -> None:
         store = self.dash.store
         self.set_title(f"as of {format_clock(store.now)}")
-        lines = [f"[b]{label:<15}[/b] {escape(value)}" for label, value in overview_lines(store)]
-        self.set_line("overview-stats", "\n".join(lines), layout=True)
+        lines = [styled((f"{label:<15}", "bold"), " ", value) for label, value in overview_lines(store)]
+        self.set_line("overview-stats", join_lines(lines), layout=True)
         feed = list(store.feed)[-8:]
-        text = "[b]Recent changes[/b]\n" + (
-            "\n".join(f"  {format_clock(t)} {escape(line)}" for t, line in feed) if feed else "  (none yet)"
-        )
-        self.set_line("overview-feed", text, layout=True)
+        rows = [f"  {format_clock(t)} {line}" for t, line in feed] if feed else ["  (none yet)"]
+        self.set_line("overview-feed", join_lines([styled(("Recent changes", "bold")), *rows]), layout=True)
 
 
 class _TableScreen(DashScreen):
@@ -268,7 +269,7 @@ class _TableScreen(DashScreen):
 
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(self.TABLE_COLUMNS, id="main-table")
-        yield Static("", id="detail", classes="detail")
+        yield Static("", id="detail", classes="detail", markup=False)
 
     @property
     def table(self) -> KeyedTable:
@@ -339,18 +340,18 @@ class WorkersScreen(_TableScreen):
         fns = [clean_text(as_dict(f).get("function_id")) for f in as_list(info.get("functions"))]
 
         def g(name: str) -> str:
-            return escape(clean_text(worker.get(name) if worker else None) or "-")
+            return clean_text(worker.get(name) if worker else None) or "-"
 
-        lines = [
-            f"[b]{g('name')}[/b]  id {escape(str(key))}  ns {g('namespace')}",
+        lines: list[Content | str] = [
+            styled((g("name"), "bold"), f"  id {clean_text(key)}  ns {g('namespace')}"),
             f"runtime {g('runtime')} {g('version')}  pid {detail.get('pid', '-')}"
             f"  os {g('os')}  ip {g('ip_address')}  metrics: {len(history)} sample(s)",
             f"cpu    {series('cpu_percent', lambda v: f'{v:.1f} %')}",
             f"rss    {series('memory_rss', format_bytes)}",
             f"lag    {series('event_loop_lag_ms', lambda v: f'{v:.2f} ms')}",
-            f"functions: {escape(', '.join(fns)) if fns else '-'}",
+            f"functions: {', '.join(fns) if fns else '-'}",
         ]
-        pane.update("\n".join(lines))
+        pane.update(join_lines(lines))
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         self.action_refresh_detail()
@@ -407,10 +408,10 @@ class FunctionsScreen(_TableScreen):
         rows = function_rows(store, self.flt, self.show_internal)
         self.table.sync(rows)
         internal = " (internal shown)" if self.show_internal else ""
-        sampled = (
-            " · [yellow]ERR%, P50/P95, LATENCY of sampled traces[/yellow]" if sampling_note(store) else ""
+        sampled: list[Part] = (
+            [" · ", ("ERR%, P50/P95, LATENCY of sampled traces", "yellow")] if sampling_note(store) else []
         )
-        self.set_title(f"{len(rows)} shown of {len(store.functions)}{internal}{sampled}")
+        self.set_title(f"{len(rows)} shown of {len(store.functions)}{internal}", *sampled)
         self.update_detail()
 
     def update_detail(self) -> None:
@@ -425,9 +426,11 @@ class FunctionsScreen(_TableScreen):
         if info is None:
             self.dash.request_once("function_info", fid)
             info = {}
-        lines = [
-            f"[b]{escape(fid)}[/b]  worker {escape(str(fn.get('worker_name')))}"
-            f"  {escape(clean_text(fn.get('description') or ''))}"
+        lines: list[Content | str] = [
+            styled(
+                (clean_text(fid), "bold"),
+                f"  worker {clean_text(fn.get('worker_name'))}  {clean_text(fn.get('description') or '')}",
+            )
         ]
         for title, key in (("request", "request_schema"), ("response", "response_schema")):
             schema = info.get(key)
@@ -445,11 +448,12 @@ class FunctionsScreen(_TableScreen):
                     f"{spec.key or '(payload)'}{'*' if spec.required else ''}: {spec.kind}{enum}{default}"
                 )
             more = f" … +{len(fields) - 12}" if len(fields) > 12 else ""
-            lines.append(f"{title}: " + escape(clean_text("  ".join(parts), 400)) + more)
-        triggers = [f"{as_dict(t).get('trigger_type')}" for t in as_list(info.get("registered_triggers"))]
+            lines.append(f"{title}: " + clean_text("  ".join(parts), 400) + more)
+        bound = as_list(info.get("registered_triggers"))
+        triggers = [clean_text(as_dict(t).get("trigger_type")) for t in bound]
         if triggers:
-            lines.append("triggers: " + escape(", ".join(triggers)))
-        pane.update("\n".join(lines))
+            lines.append("triggers: " + ", ".join(triggers))
+        pane.update(join_lines(lines))
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         self.action_invoke()
@@ -491,7 +495,7 @@ class TriggersScreen(_TableScreen):
     def compose_body(self) -> ComposeResult:
         yield KeyedTable(self.TABLE_COLUMNS, id="main-table")
         yield KeyedTable(COLUMNS["trigger_types"], id="types-table")
-        yield Static("", id="detail", classes="detail")
+        yield Static("", id="detail", classes="detail", markup=False)
 
     def update_view(self) -> None:
         store = self.dash.store
@@ -512,8 +516,15 @@ class TriggersScreen(_TableScreen):
             return
         config = clean_text(json.dumps(trig.get("config"), sort_keys=True, default=str), 600)
         pane.update(
-            f"[b]{escape(str(key))}[/b] {escape(str(trig.get('trigger_type')))} → "
-            f"{escape(str(trig.get('function_id')))}\nconfig {escape(config)}"
+            join_lines(
+                [
+                    styled(
+                        (clean_text(key), "bold"),
+                        f" {clean_text(trig.get('trigger_type'))} → {clean_text(trig.get('function_id'))}",
+                    ),
+                    f"config {config}",
+                ]
+            )
         )
 
     def action_function(self) -> None:
@@ -566,7 +577,7 @@ class InvocationsScreen(DashScreen):
             classes="colhead",
         )
         yield RingView(_inv_segments, id="ring")
-        yield Static("", id="ring-status")
+        yield Static("", id="ring-status", markup=False)
 
     @property
     def ring(self) -> RingView:
@@ -587,9 +598,9 @@ class InvocationsScreen(DashScreen):
             previous_total = getattr(self, "_last_total", store.invocations_total)
             self._last_total = store.invocations_total
             self.ring.set_items(shown, appended=max(0, store.invocations_total - previous_total))
-        badge = "  [reverse] SAMPLED [/reverse]" if sampling_note(store) else ""
+        badge: list[Part] = ["  ", (" SAMPLED ", "reverse")] if sampling_note(store) else []
         count = len(self.ring.items)
-        self.set_title(f"{count} shown · {store.invocations_total} seen · {store.rate():.1f}/s{badge}")
+        self.set_title(f"{count} shown · {store.invocations_total} seen · {store.rate():.1f}/s", *badge)
         self._update_status()
 
     def _update_status(self) -> None:
@@ -608,7 +619,7 @@ class InvocationsScreen(DashScreen):
             text = f"paused · ▼ {ring.new_count} new (End or space to follow)"
         if note and ring.items:
             text = f"{note} · {text}"
-        self.set_line("ring-status", escape(text))
+        self.set_line("ring-status", styled(text))
 
     def on_ring_view_follow_changed(self, event: RingView.FollowChanged) -> None:
         self._update_status()
@@ -665,9 +676,9 @@ class TraceScreen(DashScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
-        yield Static("", id="trace-head", classes="colhead")
+        yield Static("", id="trace-head", classes="colhead", markup=False)
         yield RingView(self._segments, id="ring")
-        yield Static("", id="detail", classes="detail")
+        yield Static("", id="detail", classes="detail", markup=False)
 
     @property
     def ring(self) -> RingView:
@@ -747,9 +758,17 @@ class TraceScreen(DashScreen):
         attrs = span.get("attributes")
         attr_text = clean_text(attrs, 500) if attrs else "-"
         pane.update(
-            f"[b]{escape(row.name)}[/b] span {escape(row.span_id)} · {escape(row.status)}"
-            f" · +{row.offset_ms:.1f} ms\n{escape(row.error) if row.error else ''}"
-            f"\nattributes {escape(attr_text)}"
+            join_lines(
+                [
+                    styled(
+                        (clean_text(row.name), "bold"),
+                        f" span {clean_text(row.span_id)} · {clean_text(row.status)}"
+                        f" · +{row.offset_ms:.1f} ms",
+                    ),
+                    clean_text(row.error) if row.error else "",
+                    f"attributes {attr_text}",
+                ]
+            )
         )
 
     def on_key(self) -> None:
@@ -812,7 +831,7 @@ class LogsScreen(DashScreen):
     def compose_body(self) -> ComposeResult:
         yield Static(f"{'TIME':<9}{'LEVEL':<6}{'SERVICE':<15}{'TRACE':<9}MESSAGE", classes="colhead")
         yield RingView(_log_segments, id="ring")
-        yield Static("", id="ring-status")
+        yield Static("", id="ring-status", markup=False)
 
     @property
     def ring(self) -> RingView:
@@ -845,7 +864,7 @@ class LogsScreen(DashScreen):
             text = f"following · {wrap} · space pause · w wrap · t trace"
         else:
             text = f"paused · ▼ {ring.new_count} new (End or space to follow) · {wrap}"
-        self.set_line("ring-status", escape(text))
+        self.set_line("ring-status", styled(text))
 
     def on_ring_view_follow_changed(self, event: RingView.FollowChanged) -> None:
         self._update_status()
@@ -887,7 +906,7 @@ class ChannelsScreen(_TableScreen):
             (c for c in self.dash.store.channels if str(c.get("channel_id") or c.get("id")) == key), None
         )
         self.query_one("#detail", Static).update(
-            escape(clean_text(json.dumps(channel, sort_keys=True, default=str), 800)) if channel else ""
+            styled(clean_text(json.dumps(channel, sort_keys=True, default=str), 800)) if channel else ""
         )
 
 
@@ -905,7 +924,7 @@ class StreamsScreen(_TableScreen):
         with Horizontal(id="streams-body"):
             yield KeyedTable(self.TABLE_COLUMNS, id="main-table")
             yield KeyedTable(COLUMNS["state"], id="state-table")
-        yield Static("", id="detail", classes="detail")
+        yield Static("", id="detail", classes="detail", markup=False)
 
     def update_view(self) -> None:
         store = self.dash.store
@@ -928,21 +947,23 @@ class StreamsScreen(_TableScreen):
             if scope is None:
                 pane.update("")
             elif items is None:
-                pane.update(f"scope {escape(scope)}: Enter loads its items")
+                pane.update(styled(f"scope {clean_text(scope)}: Enter loads its items"))
             else:
-                pane.update(f"scope {escape(scope)}: {len(items)} item(s)\n" + escape(clean_text(items, 800)))
+                pane.update(
+                    join_lines([f"scope {clean_text(scope)}: {len(items)} item(s)", clean_text(items, 800)])
+                )
             return
         stream = self.table.selected_key
         groups = self.dash.store.stream_items.get(stream or "")
         if stream is None:
             pane.update("")
         elif groups is None:
-            pane.update(f"stream {escape(stream)}: Enter loads its items")
+            pane.update(styled(f"stream {clean_text(stream)}: Enter loads its items"))
         else:
-            lines = [f"stream {escape(stream)}: {sum(len(v) for v in groups.values())} item(s)"]
+            lines = [f"stream {clean_text(stream)}: {sum(len(v) for v in groups.values())} item(s)"]
             for group, items in list(groups.items())[:8]:
-                lines.append(f"  {escape(group)} ({len(items)}): {escape(clean_text(items, 300))}")
-            pane.update("\n".join(lines))
+                lines.append(f"  {clean_text(group)} ({len(items)}): {clean_text(items, 300)}")
+            pane.update(join_lines(lines))
 
     def on_keyed_table_row_selected(self, event: KeyedTable.RowSelected) -> None:
         if event.table.id == "state-table":

@@ -16,9 +16,20 @@ from .source import EngineSource
 from .store import Event, Store
 from .views import SCREENS, default_trace, screen_text
 
-__all__ = ["DEFAULT_SIZE", "exit_code", "rendered_text", "snapshot_engine", "write_snapshots"]
+__all__ = [
+    "DEFAULT_SIZE",
+    "SnapshotError",
+    "exit_code",
+    "rendered_text",
+    "snapshot_engine",
+    "write_snapshots",
+]
 
 DEFAULT_SIZE = (120, 40)
+
+
+class SnapshotError(RuntimeError):
+    """A screen could not be drawn: the app stopped with an error (Textual printed it)."""
 
 
 def rendered_text(app: App[object]) -> str:
@@ -52,6 +63,9 @@ async def write_snapshots(
 
     Returns:
         The files written.
+
+    Raises:
+        SnapshotError: a screen could not be drawn.
     """
     from .app import IIIApp, NullSource
 
@@ -64,11 +78,15 @@ async def write_snapshots(
         for name in SCREENS:
             await app.switch_mode(name)
             await p.pause()
+            if app.return_code is not None:  # a screen failed: the app is closing with code 1
+                return
             written.append(_write(out / f"{name}.svg", app.export_screenshot(title=f"iii-tui {name}")))
         app.exit(0)
 
     app.animation_level = "none"
     await app.run_async(headless=True, size=size, auto_pilot=pilot)
+    if app.return_code:
+        raise SnapshotError(f"drawing the screens failed; {len(written) - len(SCREENS)} .svg file(s) written")
     return written
 
 
