@@ -58,6 +58,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from ._connection import build_headers
 from .errors import IIIError
+from .formats import channel_ref_schema
 from .protocol.frames import MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:
@@ -268,17 +269,7 @@ class _Endpoint:
     def __get_pydantic_json_schema__(
         cls, schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        return {
-            "type": "object",
-            "title": "StreamChannelRef",
-            "description": f"A channel ref (direction {cls._direction!r})",
-            "properties": {
-                "channel_id": {"type": "string"},
-                "access_key": {"type": "string"},
-                "direction": {"const": cls._direction},
-            },
-            "required": ["channel_id", "access_key", "direction"],
-        }
+        return channel_ref_schema(cls._direction)
 
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:

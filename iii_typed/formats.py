@@ -30,12 +30,14 @@ import inspect
 import types
 import typing
 from collections.abc import Callable
-from typing import Any, Final, Union
+from typing import Any, Final, Literal, Union
 
 from pydantic import BaseModel
 
 __all__ = [
+    "CHANNEL_MARKER",
     "JSON_SCHEMA_DIALECT",
+    "channel_ref_schema",
     "extract_request_format",
     "extract_response_format",
     "first_parameter_annotation",
@@ -47,6 +49,32 @@ __all__ = [
 
 #: The ``$schema`` value appended to every top-level extracted schema (protocol.md §9).
 JSON_SCHEMA_DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
+
+#: Annotation keyword that marks a channel ref's schema: ``"reader"`` (the receiver reads, the ref's
+#: direction is ``read``) or ``"writer"``. Unknown keywords are annotations in JSON Schema, so
+#: validators ignore it; code generators use it to type the field as a channel (docs/codegen.md).
+CHANNEL_MARKER: Final = "x-iii-channel"
+
+
+def channel_ref_schema(direction: Literal["read", "write"]) -> dict[str, Any]:
+    """The JSON Schema of a channel ref field (a ``ChannelReader``/``ChannelWriter`` annotation).
+
+    The shape of :class:`~iii_typed.channels.StreamChannelRef` with the direction fixed, titled
+    ``StreamChannelRef`` and marked with :data:`CHANNEL_MARKER`.
+    """
+    return {
+        "type": "object",
+        "title": "StreamChannelRef",
+        "description": f"A channel ref (direction {direction!r})",
+        CHANNEL_MARKER: "reader" if direction == "read" else "writer",
+        "properties": {
+            "channel_id": {"type": "string"},
+            "access_key": {"type": "string"},
+            "direction": {"const": direction},
+        },
+        "required": ["channel_id", "access_key", "direction"],
+    }
+
 
 _SCALARS: Final[dict[Any, str]] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

@@ -28,16 +28,24 @@ Behaviour of every call:
 
 A side of a function that registered no schema is typed ``Any`` and passed through unchanged
 (pydantic models in it are still dumped in JSON mode).
+
+Channel refs (protocol.md §5) in schemas are typed by who holds the value: a caller *sends* a
+ref (:data:`ReaderRefArg`, :data:`WriterRefArg`: ``channel.reader_ref`` / ``channel.writer_ref``,
+or the :class:`~iii_typed.ChannelReader` / :class:`~iii_typed.ChannelWriter` object itself, which
+is sent as its ref), a caller *receives* one in a result (:data:`ReaderRef`, :data:`WriterRef`:
+a :class:`~iii_typed.channels.StreamChannelRef`), and a handler receives the live object (the SDK
+turns refs in a handler's payload into a ``ChannelReader`` / ``ChannelWriter``).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Generic, Protocol, TypeVar, cast, overload
+from typing import Annotated, Any, Generic, Literal, Protocol, TypeAlias, TypeVar, cast, overload
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from .channels import ChannelReader, ChannelWriter, StreamChannelRef
 from .errors import ResponseValidationError
 from .models import EnqueueResult
 
@@ -45,15 +53,21 @@ __all__ = [
     "Async",
     "AsyncCall",
     "Call",
+    "ChannelEndpoint",
+    "ChannelRefArg",
     "Function",
     "Mode",
     "Namespace",
+    "ReaderRef",
+    "ReaderRefArg",
     "Runtime",
     "StubModel",
     "StubTarget",
     "Sync",
     "TriggerHelper",
     "TriggerHelperCall",
+    "WriterRef",
+    "WriterRefArg",
     "async_runtime",
     "sync_runtime",
 ]
@@ -84,6 +98,37 @@ class StubModel(BaseModel):
     """
 
     model_config = ConfigDict(protected_namespaces=())
+
+
+def _expect_direction(direction: Literal["read", "write"]) -> AfterValidator:
+    side = "reader" if direction == "read" else "writer"
+
+    def check(value: Any) -> Any:
+        ref = value.ref if isinstance(value, ChannelReader | ChannelWriter) else value
+        if ref.direction != direction:
+            raise ValueError(
+                f"a channel {side} is expected here (a {direction!r} ref such as"
+                f" channel.{side}_ref), got a {ref.direction!r} ref"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+#: A channel ref a caller sends where the receiver reads: ``channel.reader_ref`` (or a ref dict,
+#: or the ``ChannelReader`` itself, sent as its ref). Its direction must be ``read``.
+ReaderRefArg: TypeAlias = Annotated[StreamChannelRef | ChannelReader, _expect_direction("read")]
+#: A channel ref a caller sends where the receiver writes: ``channel.writer_ref`` (or a ref dict,
+#: or the ``ChannelWriter`` itself). Its direction must be ``write``.
+WriterRefArg: TypeAlias = Annotated[StreamChannelRef | ChannelWriter, _expect_direction("write")]
+#: A channel ref a caller sends, of either direction (the schema does not say which).
+ChannelRefArg: TypeAlias = StreamChannelRef | ChannelReader | ChannelWriter
+#: A channel ref with direction ``read`` received in a result (open it with ``ChannelReader(iii, ref)``).
+ReaderRef: TypeAlias = Annotated[StreamChannelRef, _expect_direction("read")]
+#: A channel ref with direction ``write`` received in a result (``ChannelWriter(iii, ref)``).
+WriterRef: TypeAlias = Annotated[StreamChannelRef, _expect_direction("write")]
+#: What a handler receives for a channel ref of either direction: the live side.
+ChannelEndpoint: TypeAlias = ChannelReader | ChannelWriter
 
 
 class StubTarget(Protocol):

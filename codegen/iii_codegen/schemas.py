@@ -24,7 +24,10 @@ What it handles:
   defaults beside ``$ref``/``allOf``/``anyOf``/``oneOf``, defaults of formatted strings, defaults of
   the wrong type): the server applies its own defaults, and requests leave unset fields out;
 * an object's title with spaces and no description becomes the description (the docstring);
-  a property's title that pydantic derived from its name (``Unit Price Cents``) is dropped.
+  a property's title that pydantic derived from its name (``Unit Price Cents``) is dropped;
+* a channel ref (protocol.md §5; see :func:`channel_kind`), inline or behind a ``$ref``, is typed
+  by the side's :class:`ChannelTypes` (a ref a caller sends, a ref a caller receives, or the live
+  ``ChannelReader``/``ChannelWriter`` a handler receives) instead of becoming a model.
 """
 
 from __future__ import annotations
@@ -40,13 +43,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "CALLER_RECEIVES",
+    "CALLER_SENDS",
+    "CHANNEL_MARKER",
+    "HANDLER_RECEIVES",
     "LOCAL_REF",
     "MAX_SCHEMA_DEPTH",
     "NULL",
     "OPEN",
+    "ChannelTypes",
     "Entry",
     "PreparedSide",
     "canonical_json",
+    "channel_kind",
     "legacy_format_to_schema",
     "prepare_side",
     "schema_problem",
@@ -58,6 +67,82 @@ LOCAL_REF = "x-iii-local-ref"
 
 OPEN = "open"
 NULL = "null"
+
+#: The SDK's marker of a channel ref schema (``iii_typed.formats.CHANNEL_MARKER``):
+#: ``"reader"`` or ``"writer"``, what the receiver of the ref gets.
+CHANNEL_MARKER = "x-iii-channel"
+_CHANNEL_REF_KEYS = frozenset({"channel_id", "access_key", "direction"})
+#: Keyword datamodel-code-generator reads as "this is the type at this dotted path" (imported).
+_CUSTOM_TYPE = "customTypePath"
+
+
+@dataclass(frozen=True)
+class ChannelTypes:
+    """Dotted paths of the types a channel ref is generated as, by what its receiver gets.
+
+    Attributes:
+        reader: A ref whose receiver reads (direction ``read``).
+        writer: A ref whose receiver writes (direction ``write``).
+        either: A ref whose schema does not fix the direction.
+    """
+
+    reader: str
+    writer: str
+    either: str
+
+    def path(self, kind: str) -> str:
+        return self.reader if kind == "reader" else self.writer if kind == "writer" else self.either
+
+
+#: A caller sends the ref (function requests, trigger configs, what a trigger handler returns):
+#: ``channel.reader_ref`` / ``channel.writer_ref``, or the SDK's channel object itself.
+CALLER_SENDS = ChannelTypes(
+    "iii_typed.stubs.ReaderRefArg", "iii_typed.stubs.WriterRefArg", "iii_typed.stubs.ChannelRefArg"
+)
+#: A caller receives the ref in a function's result: a ``StreamChannelRef``.
+CALLER_RECEIVES = ChannelTypes(
+    "iii_typed.stubs.ReaderRef", "iii_typed.stubs.WriterRef", "iii_typed.channels.StreamChannelRef"
+)
+#: A handler receives the ref in its payload: the SDK hands it the live channel side.
+HANDLER_RECEIVES = ChannelTypes(
+    "iii_typed.ChannelReader", "iii_typed.ChannelWriter", "iii_typed.stubs.ChannelEndpoint"
+)
+#: Description the SDK gives every channel ref schema: not worth a docstring on each field.
+_SDK_CHANNEL_DESCRIPTION = re.compile(r"A channel ref \(direction '(read|write)'\)")
+
+
+def channel_kind(node: Any) -> str | None:
+    """Whether ``node`` is the schema of a channel ref, and which: ``"reader"``, ``"writer"``,
+    ``"either"`` or ``None``.
+
+    A schema marked ``"x-iii-channel": "reader" | "writer"`` (what the SDK registers for a
+    ``ChannelReader``/``ChannelWriter`` field, and the engine publishes for the ``http`` payload's
+    ``request_body``/``response``) is one. So is an object whose properties are exactly
+    ``channel_id``, ``access_key`` and ``direction`` (the ``StreamChannelRef`` shape of other
+    producers): ``direction`` fixed to ``read`` (``const`` or a one-value ``enum``) makes it a
+    reader, ``write`` a writer, anything else either.
+    """
+    if not isinstance(node, dict):
+        return None
+    marker = node.get(CHANNEL_MARKER)
+    if marker in ("reader", "writer"):
+        return str(marker)
+    props = node.get("properties")
+    if not isinstance(props, dict) or set(props) != _CHANNEL_REF_KEYS:
+        return None
+    if node.get("type", "object") != "object":
+        return None
+    direction = props["direction"]
+    values: Any = None
+    if isinstance(direction, dict):
+        values = [direction["const"]] if "const" in direction else direction.get("enum")
+    if values == ["read"]:
+        return "reader"
+    if values == ["write"]:
+        return "writer"
+    return "either"
+
+
 #: Sub-schemas nested deeper than this (``properties`` in ``items`` in …) are not generated: the
 #: generator's cost grows fast with depth and it fails with a ``RecursionError`` somewhere past 100.
 MAX_SCHEMA_DEPTH = 64
@@ -458,8 +543,9 @@ def _default_fits(node: dict[str, Any], value: Any) -> bool:
 
 
 class _Preparer:
-    def __init__(self, root: dict[str, Any]) -> None:
+    def __init__(self, root: dict[str, Any], channels: ChannelTypes | None = None) -> None:
         self.root = root
+        self.channels = channels
         self.entries: dict[str, Entry] = {}
         self.warnings: list[str] = []
         self._pending: list[tuple[str, str | None, Any]] = []
@@ -489,11 +575,26 @@ class _Preparer:
         if target is None:
             self.warnings.append(f"$ref {ref!r} does not resolve: typed Any")
             return {}
+        channel = self.channel(target, describe=False)  # a definition's description is its type's
+        if channel is not None:
+            return channel
         if ref not in self.entries and all(ref != key for key, _, _ in self._pending):
             preferred = ref.rsplit("/", 1)[-1].replace("~1", "/").replace("~0", "~")
             self._pending.append((ref, preferred, target))
         refs.add(ref)
         return {LOCAL_REF: ref}
+
+    def channel(self, node: Any, *, describe: bool = True) -> dict[str, Any] | None:
+        """The generator's schema for ``node`` when it is a channel ref (and this side types
+        channels), else ``None``; with ``describe``, it keeps ``node``'s own description."""
+        kind = channel_kind(node) if self.channels is not None else None
+        if kind is None or self.channels is None:
+            return None
+        out: dict[str, Any] = {_CUSTOM_TYPE: self.channels.path(kind)}
+        description = node.get("description")
+        if describe and isinstance(description, str) and not _SDK_CHANNEL_DESCRIPTION.fullmatch(description):
+            out["description"] = doc_text(description)
+        return out
 
     # -- walking ---------------------------------------------------------------------------
     def rewrite(self, node: Any, refs: set[str], *, in_union: bool = False) -> Any:
@@ -504,6 +605,9 @@ class _Preparer:
             return {}
         if not isinstance(node, dict):
             return node
+        channel = self.channel(node)
+        if channel is not None:
+            return channel
         if in_union and node.get("type") == "object" and isinstance(node.get("title"), str) and node["title"]:
             self._lifted += 1
             key = f"#lifted/{self._lifted}"
@@ -587,8 +691,14 @@ def _only_ref(schema: dict[str, Any]) -> str | None:
     return None
 
 
-def prepare_side(schema: Any) -> PreparedSide:
-    """Prepare one side's schema (see the module docstring for every rule)."""
+def prepare_side(schema: Any, channels: ChannelTypes | None = None) -> PreparedSide:
+    """Prepare one side's schema (see the module docstring for every rule).
+
+    Args:
+        schema: The registered schema.
+        channels: How channel refs in it are typed (:data:`CALLER_SENDS`, :data:`CALLER_RECEIVES`
+            or :data:`HANDLER_RECEIVES`); ``None`` generates them as ordinary models.
+    """
     if isinstance(schema, dict) and _is_legacy_format(schema):
         schema = legacy_format_to_schema(schema)
     if schema is not None and not isinstance(schema, bool):
@@ -610,9 +720,14 @@ def prepare_side(schema: Any) -> PreparedSide:
         rest = [k for k in kind if k != "null"]
         schema = {**schema, "type": rest[0] if len(rest) == 1 else rest}
         nullable = True
-    prep = _Preparer(schema)
+    prep = _Preparer(schema, channels)
     root_ref = _only_ref(schema)
-    if root_ref is not None and root_ref.startswith("#/") and prep._resolve_pointer(root_ref) is not None:
+    if (
+        root_ref is not None
+        and root_ref.startswith("#/")
+        and prep._resolve_pointer(root_ref) is not None
+        and prep.channel(prep._resolve_pointer(root_ref)) is None
+    ):
         refs: set[str] = set()
         prep._ref(root_ref, refs)
         prep.drain()

@@ -53,7 +53,21 @@ from .naming import (
     split_words,
     unique_attribute_names,
 )
-from .schemas import LOCAL_REF, NULL, OPEN, PreparedSide, canonical_json, prepare_side, unusable
+from .schemas import (
+    CALLER_RECEIVES,
+    CALLER_SENDS,
+    CHANNEL_MARKER,
+    HANDLER_RECEIVES,
+    LOCAL_REF,
+    NULL,
+    OPEN,
+    ChannelTypes,
+    PreparedSide,
+    canonical_json,
+    channel_kind,
+    prepare_side,
+    unusable,
+)
 
 __all__ = [
     "CHUNK_UNITS",
@@ -67,14 +81,24 @@ __all__ = [
 ]
 
 #: Version of the emitted shape; recorded in the banner, bumped when generated code changes.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 #: Units (functions and trigger types) per datamodel-code-generator call.
 CHUNK_UNITS = 8
 #: Catalogs of at least this many units generate in worker processes (one per free core, at most 4).
 PARALLEL_MIN_UNITS = 256
 _LINE = _dcg.LINE_LENGTH
-_FUNCTION_SIDES = (("request", "Input"), ("response", "Result"))
-_TRIGGER_SIDES = (("config", "Config"), ("payload", "Payload"), ("return", "Return"))
+_FUNCTION_SIDES = (("request", "Input", CALLER_SENDS), ("response", "Result", CALLER_RECEIVES))
+# A trigger helper's caller sends the config; its handler receives the payload (with live channel
+# sides) and sends the return value.
+_TRIGGER_SIDES = (
+    ("config", "Config", CALLER_SENDS),
+    ("payload", "Payload", HANDLER_RECEIVES),
+    ("return", "Return", CALLER_SENDS),
+)
+#: Channel refs of built-in trigger types' payloads that an engine may publish as a bare object.
+_BUILTIN_PAYLOAD_CHANNELS: dict[str, dict[str, str]] = {
+    "http": {"request_body": "reader", "response": "writer"},
+}
 _DIGEST_HEADER = "# iii-typed catalog digest (what `generate --check` compares):"
 _DIGEST_LINE = re.compile(r"^#   (function|trigger) (.+) ([0-9a-f]{12})$")
 
@@ -135,23 +159,40 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:12]
 
 
-def _function_unit(fn: FunctionEntry) -> _Unit:
-    sides = [
-        _Side(label, suffix, prepare_side(schema))
-        for (label, suffix), schema in zip(
-            _FUNCTION_SIDES, (fn.request_schema, fn.response_schema), strict=True
-        )
+def _sides(specs: Sequence[tuple[str, str, ChannelTypes]], schemas: Sequence[Any]) -> list[_Side]:
+    return [
+        _Side(label, suffix, prepare_side(schema, channels))
+        for (label, suffix, channels), schema in zip(specs, schemas, strict=True)
     ]
+
+
+def _with_builtin_channels(trigger_type: str, payload: Any) -> Any:
+    """``payload`` with the channel refs of a built-in trigger type marked, where the engine
+    published them as a bare object (``{"type": "object"}``)."""
+    known = _BUILTIN_PAYLOAD_CHANNELS.get(trigger_type)
+    props = payload.get("properties") if isinstance(payload, dict) else None
+    if not known or not isinstance(props, dict):
+        return payload
+    marked = dict(props)
+    for name, kind in known.items():
+        prop = props.get(name)
+        if not isinstance(prop, dict) or prop.get("type") not in ("object", None):
+            continue
+        if channel_kind(prop) is None and not set(prop) - {"type", "title", "description"}:
+            marked[name] = {**prop, "type": "object", CHANNEL_MARKER: kind}
+    return {**payload, "properties": marked}
+
+
+def _function_unit(fn: FunctionEntry) -> _Unit:
+    sides = _sides(_FUNCTION_SIDES, (fn.request_schema, fn.response_schema))
     digest = _digest([fn.description, fn.request_schema, fn.response_schema])
     return _Unit("function", fn.function_id, fn.description, sides, digest)
 
 
 def _trigger_unit(tt: TriggerTypeEntry) -> _Unit:
     schemas = (tt.configuration_schema, tt.request_schema, tt.response_schema)
-    sides = [
-        _Side(label, suffix, prepare_side(schema))
-        for (label, suffix), schema in zip(_TRIGGER_SIDES, schemas, strict=True)
-    ]
+    payload = _with_builtin_channels(tt.id, tt.request_schema)
+    sides = _sides(_TRIGGER_SIDES, (tt.configuration_schema, payload, tt.response_schema))
     return _Unit("trigger", tt.id, tt.description, sides, _digest([tt.description, *schemas]))
 
 

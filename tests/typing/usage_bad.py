@@ -9,7 +9,17 @@ Checked by ``test_stubs_typing.py``; never run.
 
 from __future__ import annotations
 
-from typing_client import Ack, AsyncClient, Client, CreateOrderInput, GetInput, NewOrderConfig, Order
+from typing_client import (
+    Ack,
+    AsyncClient,
+    Client,
+    CreateOrderInput,
+    GetInput,
+    HashIn,
+    HttpPayload,
+    NewOrderConfig,
+    Order,
+)
 
 from iii_typed import III
 
@@ -42,3 +52,13 @@ async def async_misuse(iii: III) -> None:
         return Ack(ok=True)
 
     client.shop.on_new_order("f", handler, NewOrderConfig(min_quantity=1))  # E: arg-type
+
+
+def channel_misuse(iii: III) -> None:
+    ch = iii.create_channel()
+    HashIn(src=ch.writer, label="x")  # E[typed-init]: arg-type
+    HashIn(src="not a ref", label="x")  # E[typed-init]: arg-type
+
+    def route(request: HttpPayload) -> None:
+        assert request.request_body is not None
+        request.request_body.get("channel_id")  # E: attr-defined

@@ -15,12 +15,17 @@ from typing_client import (
     CreateOrderInput,
     Found,
     GetInput,
+    HashIn,
+    HashOut,
+    HttpConfig,
+    HttpPayload,
     MaybeInput,
     NewOrderConfig,
     Order,
 )
 
-from iii_typed import III, EnqueueResult
+from iii_typed import III, ChannelReader, ChannelWriter, EnqueueResult
+from iii_typed.http_response import HttpResponse, StreamingResponse
 
 
 def sync_calls(iii: III) -> None:
@@ -60,3 +65,28 @@ def trigger_helpers(iii: III) -> None:
 
     Client(iii).shop.on_new_order("shop::audit", on_order, NewOrderConfig(min_quantity=1))
     AsyncClient(iii).shop.on_new_order("shop::audit-async", on_order_async, NewOrderConfig(min_quantity=2))
+
+
+def channels(iii: III) -> None:
+    # A caller passes the ref of the side the callee uses (or that side itself).
+    ch = iii.create_channel()
+    result = Client(iii).files.hash(HashIn(src=ch.reader_ref, label="x", sink=ch.writer_ref))
+    assert_type(result, HashOut)
+    HashIn(src=ch.reader, label="y", sink=ch.writer)
+
+
+def http_helpers(iii: III) -> None:
+    # The handler gets the live request body and response channel.
+    def route(request: HttpPayload) -> HttpResponse:
+        assert request.request_body is not None
+        assert_type(request.request_body, ChannelReader)
+        return HttpResponse(body={"size": len(request.request_body.read_all())})
+
+    async def stream(request: HttpPayload) -> None:
+        assert request.response is not None
+        assert_type(request.response, ChannelWriter)
+        async with StreamingResponse(request.response) as out:
+            await out.write_async(b"chunk")
+
+    Client(iii).on_http("helpers::route", route, HttpConfig(api_path="/helpers", http_method="POST"))
+    AsyncClient(iii).on_http("helpers::stream", stream, HttpConfig(api_path="/stream"))

@@ -57,6 +57,7 @@ from aiohttp import HttpVersion11, web
 from multidict import CIMultiDict
 
 from ...errors import InvocationError
+from ...formats import channel_ref_schema
 from ._http_channels import EngineChannel, EngineChannelFactory, locate
 from ._http_config import HttpSettings, parse_settings
 from ._http_response import (
@@ -101,7 +102,8 @@ TRIGGER_CONFIG_SCHEMA: Final[dict[str, Any]] = {
         "middleware_function_ids": {"type": "array", "items": {"type": "string"}},
     },
 }
-#: JSON Schema of the payload an ``http`` handler receives (golden frame E07).
+#: JSON Schema of the payload an ``http`` handler receives (golden frame E07); the two channel refs
+#: carry the SDK's channel marker, so generated stubs type them as a reader and a writer.
 CALL_REQUEST_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "properties": {
@@ -111,8 +113,8 @@ CALL_REQUEST_SCHEMA: Final[dict[str, Any]] = {
         "path": {"type": "string"},
         "path_params": {"type": "object", "additionalProperties": {"type": "string"}},
         "query_params": {"type": "object", "additionalProperties": {"type": "string"}},
-        "request_body": {"type": "object"},
-        "response": {"type": "object"},
+        "request_body": channel_ref_schema("read"),
+        "response": channel_ref_schema("write"),
         "trigger": {"type": "object"},
     },
 }
