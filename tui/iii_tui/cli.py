@@ -90,18 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _snapshot(args: argparse.Namespace, url: str) -> int:
     from .snapshot import exit_code, snapshot_engine, write_snapshots
+    from .store import Store
 
     if args.replay:
         from .session import ReplaySource
-        from .store import Store
 
         source = ReplaySource(args.replay, speed=0)
         store = Store()
         await source.run(store.apply)
         await write_snapshots(store, args.snapshot, args.size)
         return exit_code(store)
-    code = await snapshot_engine(url, args.snapshot, args.size, args.connect_timeout, args.record)
-    if code == 1:
+    store = Store()
+    code = await snapshot_engine(url, args.snapshot, args.size, args.connect_timeout, args.record, store)
+    if code == 1 and store.failure:
+        print(f"iii-tui: the engine at {url} {store.failure}", file=sys.stderr)
+    elif code == 1:
         print(
             f"iii-tui: the engine at {url} is unreachable (no answer within {args.connect_timeout:g} s); "
             f"the snapshots in {args.snapshot} show it so",

@@ -160,14 +160,16 @@ class DashScreen(Screen[None]):
         parts: list[Part] = [f" iii-tui  {clean_text(store.url) or '-'}  ● {state}"]
         if health:
             parts.append(f"  health: {clean_text(health)}")
-        if store.stale_since is not None:
+        if store.failure_banner:
+            parts.append(f"  ⚠ {store.failure_banner}")
+        elif store.stale_since is not None:
             parts.append(f"  ⚠ stale since {format_clock(store.stale_since)}")
             if store.last_error:
                 parts.append(f" ({store.last_error})")
         if flags:
             parts += ["  ", (" ".join(flags), "bold")]
         self.set_line("banner", styled(*parts))
-        banner.set_class(store.stale_since is not None, "stale")
+        banner.set_class(store.stale_since is not None or bool(store.failure_banner), "stale")
 
     def set_title(self, *text: Part) -> None:
         """Set the title line (the missing-function note and filter problems are appended)."""

@@ -96,6 +96,7 @@ async def snapshot_engine(
     size: tuple[int, int] = DEFAULT_SIZE,
     connect_timeout: float = 5.0,
     record: str | os.PathLike[str] | None = None,
+    store: Store | None = None,
 ) -> int:
     """Read every view of a live engine once, write the snapshots, return the exit code.
 
@@ -105,8 +106,10 @@ async def snapshot_engine(
         size: Terminal size of the SVGs.
         connect_timeout: Seconds to wait for the connection.
         record: Also write the events read to this session file.
+        store: The store to fill (a new one by default); its ``failure`` says why a refused
+            connection failed.
     """
-    store = Store()
+    store = store if store is not None else Store()
     source = EngineSource(url, readonly=True)
     writer = SessionWriter(record, url, source.clock.now()) if record is not None else None
 

@@ -26,12 +26,20 @@ import asyncio
 import itertools
 import logging
 import math
+import re
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from iii_typed import III, IIIError, InitOptions, InvocationError, ReconnectionConfig
+from iii_typed import (
+    III,
+    IIIError,
+    InitOptions,
+    InvocationError,
+    ReconnectionConfig,
+    RegistrationRejectedError,
+)
 
 from .clock import Clock, SystemClock
 from .store import Event, as_dict, as_list, span_function
@@ -79,6 +87,24 @@ class ReadOnlyError(PermissionError):
     """A writing action was attempted in ``--readonly`` mode (or on a replay)."""
 
 
+def describe_failure(error: IIIError) -> tuple[str, str]:
+    """Why the connection failed for good: ``(the end of "the engine at URL …", banner text)``.
+
+    An authentication failure (HTTP 401/403 on the upgrade, or an ``AUTH_ERROR`` rejection) says
+    to set ``III_TOKEN``, which the dashboard's worker sends like any other worker.
+    """
+    if isinstance(error, RegistrationRejectedError) and error.code == "AUTH_ERROR":
+        status = re.search(r"HTTP (\d{3})", str(error))
+        how = f"HTTP {status.group(1)}" if status else "AUTH_ERROR"
+        return (
+            f"refused the connection ({how}): set III_TOKEN",
+            f"authentication failed ({how}): set III_TOKEN",
+        )
+    if isinstance(error, RegistrationRejectedError):
+        return f"refused the dashboard's worker: {error}", f"refused ({error.code})"
+    return f"failed: {error}", "connection failed"
+
+
 class EngineSource:
     """Reads the engine through an SDK worker and emits :class:`~iii_tui.store.Event` s.
 
@@ -124,6 +150,9 @@ class EngineSource:
         self._sink: Callable[[Event], None] = lambda e: None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected = asyncio.Event()
+        self._failed = asyncio.Event()
+        #: Why the connection failed for good (``describe_failure``), else ``None``.
+        self.failure: str | None = None
         self._wake: dict[str, asyncio.Event] = {}
         self._missing: set[str] = set()
         self._trigger_types: set[str] = set()
@@ -185,6 +214,27 @@ class EngineSource:
                 wake.set()
         else:
             self._connected.clear()
+        if state == "failed":
+            self._spawn(self._report_failure())
+
+    async def _report_failure(self) -> None:
+        """The SDK gave up (a refused token is fatal at once): say why in a ``conn`` event."""
+        iii = self._iii
+        if iii is None:
+            return
+        try:
+            await iii.connect_async()  # raises the stored fatal error at once
+        except IIIError as exc:
+            self.failure, banner = describe_failure(exc)
+            data = {
+                "state": "failed",
+                "url": self.url,
+                "error": str(exc),
+                "failure": self.failure,
+                "banner": banner,
+            }
+            self._emit("conn", data)
+            self._failed.set()
 
     def _start_client(self) -> III:
         self._loop = asyncio.get_running_loop()
@@ -522,14 +572,20 @@ class EngineSource:
         """Read every view once (``--snapshot``).
 
         Returns:
-            ``False`` when the engine could not be reached within ``connect_timeout`` seconds.
+            ``False`` when the engine could not be reached within ``connect_timeout`` seconds, or
+            refused the connection (then at once; :attr:`failure` says why).
         """
         self._sink = sink
         self._start_client()
+        waits = [asyncio.ensure_future(self._connected.wait()), asyncio.ensure_future(self._failed.wait())]
         try:
-            await asyncio.wait_for(self._connected.wait(), connect_timeout)
-        except TimeoutError:
-            self._emit("conn", {"state": "unreachable", "url": self.url, "error": "no connection"})
+            await asyncio.wait(waits, timeout=connect_timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+        if not self._connected.is_set():
+            if not self._failed.is_set():
+                self._emit("conn", {"state": "unreachable", "url": self.url, "error": "no connection"})
             self._sink = lambda e: None
             await self.stop()
             return False

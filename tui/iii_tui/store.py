@@ -373,6 +373,11 @@ class Store:
         self.stale_since: float | None = None
         self.connected_once = False
         self.last_error = ""
+        #: Why the connection failed for good (e.g. "refused the connection (HTTP 401): set
+        #: III_TOKEN") and its banner text ("authentication failed (HTTP 401): set III_TOKEN"),
+        #: shown instead of "stale"; cleared when connected.
+        self.failure = ""
+        self.failure_banner = ""
         self.missing: dict[str, float] = {}
         self.functions: dict[str, dict[str, Any]] = {}
         self.function_info: dict[str, dict[str, Any]] = {}
@@ -463,6 +468,10 @@ class Store:
         if state == "connected":
             self.connected_once = True
             self.stale_since = None
+            self.failure = self.failure_banner = ""
+        elif state == "failed" and d.get("failure"):
+            self.failure = clean_text(d["failure"], 300)
+            self.failure_banner = clean_text(d.get("banner") or d["failure"], 300)
         elif self.stale_since is None and (self.connected_once or state in ("failed", "unreachable")):
             self.stale_since = t
         if d.get("error"):

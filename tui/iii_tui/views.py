@@ -569,7 +569,9 @@ def overview_lines(store: Store) -> list[tuple[str, str]]:
     comp = ", ".join(f"{k}={_s(as_dict(v).get('status'))}" for k, v in sorted(components.items())) or "-"
     user_functions = [f for f in store.functions.values() if not is_internal(f)]
     conn = store.conn_state
-    if store.stale_since is not None:
+    if store.failure_banner:
+        conn += f": {store.failure_banner}"
+    elif store.stale_since is not None:
         conn += f" (stale since {format_clock(store.stale_since)})"
     p95_engine = perf.get("p95_duration_ms")
     total = invocations.get("total")
@@ -638,7 +640,9 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def screen_text(store: Store, screen: str, trace_id: str | None = None) -> str:
     """A screen as plain text, ids in full (``--snapshot``'s ``<screen>.txt``)."""
     out = [f"iii-tui — {SCREEN_TITLES.get(screen, screen)} — {store.url or '-'} — {store.conn_state}"]
-    if store.stale_since is not None:
+    if store.failure_banner:
+        out.append(store.failure_banner)
+    elif store.stale_since is not None:
         out.append(f"stale since {format_clock(store.stale_since)}")
     note = missing_note(store, screen)
     if note:
