@@ -154,6 +154,24 @@ def test_real_span_shapes_function_root_worker_and_nested_stats() -> None:
     assert store.invocations[-1].worker == "late-worker"
 
 
+@pytest.mark.parametrize("root_first", [True, False])
+def test_a_root_client_span_is_not_an_invocation_the_function_under_it_is(root_first: bool) -> None:
+    """A worker's ``urlopen`` of an HTTP trigger: a root ``GET`` client span (application code),
+    the function's ``execute`` span its child. The list shows the function, once, in either
+    arrival order; its statistics count the call once."""
+    store = Store()
+    client = {**span("t" * 32, "a" * 16, "x", 0, 9.0), "name": "GET"}
+    client["attributes"] = [["url.full", "http://127.0.0.1:3111/hello?name=zed"], ["status", 200]]
+    hello = span("t" * 32, "b" * 16, "web::hello", 1, 3.0, parent="a" * 16)
+    nested = span("t" * 32, "c" * 16, "web::inner", 2, 1.0, parent="b" * 16)
+    order = [client, hello, nested] if root_first else [nested, hello, client]
+    for record in [*order, hello, client]:  # seen again: still once
+        store.apply(Event(T0, "spans", [record]))
+    assert [(i.function, i.span_id) for i in store.invocations] == [("web::hello", "b" * 16)]
+    assert {f: st.calls for f, st in store.fn_stats.items()} == {"web::hello": 1, "web::inner": 1}
+    assert store.invocations_total == 1 and len(store.traces["t" * 32]) == 3
+
+
 def test_channel_rows_from_the_engine_shape() -> None:
     """``engine::channels::list`` rows (docs/channels.md) have no state of their own: it comes from
     the sides; the owner is the creating worker's name."""
@@ -182,6 +200,12 @@ def test_channel_rows_from_the_engine_shape() -> None:
     }
     assert cells["c1"][6] == "exporter" and cells["c5"][6] == "iii-http"
     assert cells["c1"][4] == "2" and cells["c2"][5] == "10B"
+    # the creating worker disconnected: its last known name, marked; never seen: its id
+    store.apply(Event(T0 + 1, "workers", {"workers": [{"id": "w-2", "name": "other"}]}))
+    unknown = {**rows[0], "channel_id": "c6", "owner_worker_id": "w-9"}
+    store.apply(Event(T0 + 1, "channels", {"channels": [rows[0], unknown], "count": 2}))
+    cells = {r.key: r.cells for r in channel_rows(store)}
+    assert cells["c1"][6] == "exporter (gone)" and cells["c6"][6] == "w-9"
 
 
 def test_connection_states_and_stale_banner() -> None:

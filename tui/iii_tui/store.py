@@ -177,6 +177,16 @@ def is_root_span(span: Mapping[str, Any]) -> bool:
     return not isinstance(parent, str) or parent in _NO_PARENT
 
 
+def _span_outcome(span: Mapping[str, Any]) -> tuple[bool, str, float | None]:
+    """``(pending, status, duration in ms)`` of a span (a span without an end is running)."""
+    start_ns = _num(span.get("start_time_unix_nano")) or 0.0
+    end_ns = _num(span.get("end_time_unix_nano"))
+    pending = bool(span.get("pending")) or not end_ns
+    status = "running" if pending else clean_text(span.get("status") or "unset", 20)
+    duration = None if pending or end_ns is None else max(0.0, (end_ns - start_ns) / 1e6)
+    return pending, status, duration
+
+
 def _span_start(span: Mapping[str, Any]) -> float:
     return _num(span.get("start_time_unix_nano")) or 0.0
 
@@ -382,6 +392,9 @@ class Store:
         self.functions: dict[str, dict[str, Any]] = {}
         self.function_info: dict[str, dict[str, Any]] = {}
         self.workers: dict[str, dict[str, Any]] = {}
+        #: The last name of every worker id seen (the newest 10,000), so a channel's owner keeps a
+        #: name after its worker disconnected.
+        self.worker_names: OrderedDict[str, str] = OrderedDict()
         self.worker_info: dict[str, dict[str, Any]] = {}
         self.worker_metrics: dict[str, deque[dict[str, Any]]] = {}
         self.triggers: dict[str, dict[str, Any]] = {}
@@ -538,6 +551,12 @@ class Store:
                 self.worker_metrics.pop(gone, None)
                 self.worker_info.pop(gone, None)
             self.workers = new
+            for wid, row in new.items():
+                if isinstance(row.get("name"), str) and row["name"]:
+                    self.worker_names[wid] = clean_text(row["name"], 120)
+                    self.worker_names.move_to_end(wid)
+            while len(self.worker_names) > 10_000:
+                self.worker_names.popitem(last=False)
             self.touch("workers", "feed")
 
     def _on_worker_info(self, t: float, data: Any) -> None:
@@ -649,14 +668,17 @@ class Store:
         if len(spans) < self.limits.spans_per_trace or span_id in spans:
             spans[span_id] = span
         start_ns = _num(span.get("start_time_unix_nano")) or 0.0
-        end_ns = _num(span.get("end_time_unix_nano"))
         self.last_span_ns = max(self.last_span_ns, int(start_ns))
-        pending = bool(span.get("pending")) or not end_ns
-        status = "running" if pending else clean_text(span.get("status") or "unset", 20)
-        duration = None if pending or end_ns is None else max(0.0, (end_ns - start_ns) / 1e6)
-        if not is_root_span(span):
+        pending, status, duration = _span_outcome(span)
+        key = f"{trace_id}/{span_id}"
+        if key not in self._inv_index and not self._is_invocation(span, spans):
+            if is_root_span(span):
+                # an application or HTTP-client root (e.g. a worker's urlopen): not an
+                # invocation itself, but the function spans right under it are
+                self._promote_children(trace_id, span_id, spans)
+                return True
             # A nested invocation (B called by A's handler) counts for B's statistics; only
-            # roots make the invocation stream.
+            # invocations make the invocation stream.
             was_done = (
                 previous is not None and not previous.get("pending") and previous.get("end_time_unix_nano")
             )
@@ -665,6 +687,37 @@ class Store:
                 stats.add(start_ns / 1e9, duration, status == "error")
                 self.touch("stats")
             return True
+        self._track_invocation(span, counted=False)
+        return True
+
+    @staticmethod
+    def _is_invocation(span: Mapping[str, Any], spans: Mapping[str, Mapping[str, Any]]) -> bool:
+        """A function span that is a root, or whose parent is a root that is not a function span
+        (an application or HTTP-client span: the call came from outside any function)."""
+        if not is_function_span(span):
+            return False
+        if is_root_span(span):
+            return True
+        parent = spans.get(str(span.get("parent_span_id")))
+        return parent is not None and is_root_span(parent) and not is_function_span(parent)
+
+    def _promote_children(self, trace_id: str, span_id: str, spans: Mapping[str, dict[str, Any]]) -> None:
+        """Function spans that arrived before their application/HTTP-client root become
+        invocations now (their statistics were counted already, as nested calls)."""
+        for child in list(spans.values()):
+            if (
+                child.get("parent_span_id") == span_id
+                and is_function_span(child)
+                and f"{trace_id}/{child.get('span_id')}" not in self._inv_index
+            ):
+                self._track_invocation(child, counted=True)
+
+    def _track_invocation(self, span: dict[str, Any], *, counted: bool) -> None:
+        """Add or update the invocation of ``span``; ``counted``: its function's statistics
+        already hold it."""
+        trace_id, span_id = str(span["trace_id"]), str(span["span_id"])
+        start_ns = _num(span.get("start_time_unix_nano")) or 0.0
+        pending, status, duration = _span_outcome(span)
         key = f"{trace_id}/{span_id}"
         inv = self._inv_index.get(key)
         was_running = inv is None or inv.status == "running"
@@ -692,11 +745,11 @@ class Store:
             inv.duration_ms = duration
             inv.error = clean_text(span.get("status_description") or "", 500)
         if was_running and not pending:
-            stats = self.fn_stats.setdefault(inv.function, FnStats())
-            stats.add(inv.start, duration, status == "error")
+            if not counted:
+                stats = self.fn_stats.setdefault(inv.function, FnStats())
+                stats.add(inv.start, duration, status == "error")
             self._recent.append((inv.start, duration or 0.0, status == "error"))
             self.touch("stats")
-        return True
 
     def _on_trace_tree(self, t: float, data: Any) -> None:
         d = as_dict(data)

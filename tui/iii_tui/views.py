@@ -382,16 +382,20 @@ def channel_state(ch: dict[str, Any]) -> str:
 
 def channel_owner(store: Store, ch: dict[str, Any]) -> str:
     """Who created a channel: the built-in (``owner``, e.g. ``iii-http``), else the creating
-    worker's name (``owner_worker_id`` looked up in the worker list), else its id."""
+    worker's name (``owner_worker_id`` looked up in the worker list; ``<name> (gone)`` once it
+    disconnected, if the dashboard saw it), else its id."""
     owner = _first(ch, "owner", "owner_worker_name", "owner_worker")
     if owner is not None:
         return _s(owner)
     wid = ch.get("owner_worker_id")
     if wid is None:
         return "-"
-    worker = store.workers.get(clean_text(wid, 300))
-    name = as_dict(worker).get("name")
-    return clean_text(name, 120) if isinstance(name, str) and name else _s(wid)
+    key = clean_text(wid, 300)
+    name = as_dict(store.workers.get(key)).get("name")
+    if isinstance(name, str) and name:
+        return clean_text(name, 120)
+    last = store.worker_names.get(key)
+    return f"{last} (gone)" if last else _s(wid)
 
 
 def channel_rows(store: Store, flt: Filter | None = None) -> list[Row]:
