@@ -6,7 +6,7 @@
 
 1. The other benches (codegen, queue, HTTP, channels, telemetry, dashboard) run as child
    processes with bounded settings and ``--write``; each rewrites its own section.
-2. The goals G1-G10 of perf.md §5: the round-trip groups of :mod:`roundtrip` (interleaved rounds of
+2. The goals G1-G10 (docs/performance.md): the round-trip groups of :mod:`roundtrip` (interleaved rounds of
    fresh processes), the codec microbenchmark (G7) and the handshake check (G10).
 3. The top summary and the "Round trips" section of ``bench/RESULTS.md`` are rewritten: machine,
    versions, command, every ratio with its median, min..max, target and verdict.
@@ -47,7 +47,7 @@ from roundtrip import GroupResult, summary  # noqa: E402
 RESULTS = BENCH / "RESULTS.md"
 _BEGIN, _END = "<!-- run-summary:begin -->", "<!-- run-summary:end -->"
 _RT_BEGIN, _RT_END = "<!-- roundtrip-bench:begin -->", "<!-- roundtrip-bench:end -->"
-_RT_TITLE = "## Round trips: goals G1-G10 (perf.md §5)"
+_RT_TITLE = "## Round trips: goals G1-G10 (docs/performance.md)"
 #: Wall-clock budget of the whole run, seconds (decisions.md: 15 minutes).
 BUDGET_S = 15 * 60
 
@@ -527,11 +527,11 @@ def write_results(
         f"{loads[1]:.2f} at the end, {load_text}.",
         f"Versions: {info['versions']}.",
         "",
-        f"Goals (perf.md §5): {passed} of {len(rows)} met"
+        f"Goals (see docs/performance.md): {passed} of {len(rows)} met"
         + (f"; missed: {', '.join(missed)}." if missed else ".")
         + f" Each ratio is B/A per interleaved round ({rounds} rounds of fresh processes, {seconds:g} s per"
         " measurement, 300 warm-up round trips), median (min..max). Details in"
-        " [Round trips](#round-trips-goals-g1-g10-perf-md-5).",
+        " [Round trips](#round-trips-goals-g1-g10-docsperformancemd).",
         "",
         "| goal | B / A | ratio | target | result | note |",
         "|---|---|---|---|---|---|",
@@ -552,7 +552,7 @@ def write_results(
     detail = [
         "Setups (each sample starts fresh processes; `ours` = `python -m iii_typed.engine` and iii-typed "
         "clients, `ref` = `bench/reference/relay.py` with `bench/reference/raw.py` clients on uvloop + "
-        'orjson, the "real" profile of perf.md §2.2). The caller measures with the driver of '
+        "orjson, a relay doing what a real engine must). The caller measures with the driver of "
         "`bench/reference/driver.py`: `async` round trips from its own event loop (iii-typed and iii-sdk "
         "hop to their private loop thread), `sync` with the blocking API from one thread.",
         "",
