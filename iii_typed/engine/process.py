@@ -158,9 +158,10 @@ class EngineProcess:
 
     def _read_ready_line(self) -> str:
         assert self._proc is not None and self._proc.stdout is not None
+        stdout = self._proc.stdout
         result: list[bytes] = []
         reader = threading.Thread(
-            target=lambda: result.append(self._proc.stdout.readline()),  # type: ignore[union-attr]
+            target=lambda: result.append(stdout.readline()),
             daemon=True,
         )
         reader.start()

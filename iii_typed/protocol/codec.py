@@ -242,9 +242,10 @@ def decode(message: bytes | bytearray | memoryview | str) -> FrameModel:
     if type(message) is memoryview:
         message = bytes(message)
     try:
-        return _FRAME_VALIDATOR.validate_json(message)  # type: ignore[no-any-return]
+        frame: FrameModel = _FRAME_VALIDATOR.validate_json(message)
     except ValidationError as exc:
         raise _classify(message, exc) from None
+    return frame
 
 
 def peek_type(message: bytes | bytearray | str) -> str | None:
